@@ -1,5 +1,10 @@
 //! Our client against our server over in-memory pipes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
 
 use std::sync::Arc;
 use std::time::Duration;
