@@ -86,18 +86,19 @@ impl Direction {
 }
 
 /// RC4 key for one direction: SHA-1(seed ‖ keyword ‖ label), then 6000 further SHA-1 rounds
-/// over the digest, truncated to 16 bytes.
+/// over the digest, truncated to 16 bytes. `keyword` is [`Keyword::as_bytes`]; the primitive
+/// itself also accepts the empty keyword, which a configuration never does.
 ///
 /// # Errors
 /// [`Error::Internal`] only if the digest were shorter than a key, which SHA-1 never is.
 pub fn derive_key(
     seed: &[u8; SEED_LEN],
-    keyword: &Keyword,
+    keyword: &[u8],
     direction: Direction,
 ) -> Result<[u8; KEY_LEN]> {
     let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
     ctx.update(seed);
-    ctx.update(keyword.as_bytes());
+    ctx.update(keyword);
     ctx.update(direction.label().as_bytes());
     let mut hash = ctx.finish();
     for _ in 0..HASH_ITERATIONS {
@@ -145,12 +146,12 @@ impl CipherPair {
         Ok(Self {
             client_to_server: Rc4Stream::new(&derive_key(
                 seed,
-                keyword,
+                keyword.as_bytes(),
                 Direction::ClientToServer,
             )?),
             server_to_client: Rc4Stream::new(&derive_key(
                 seed,
-                keyword,
+                keyword.as_bytes(),
                 Direction::ServerToClient,
             )?),
         })
