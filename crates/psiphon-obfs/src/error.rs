@@ -39,8 +39,6 @@ pub enum Step {
     PrefixTerminator,
     /// Server: reading the prefix header that follows a prefixed preamble.
     PrefixHeader,
-    /// Server: reading and discarding after a rejected preamble.
-    Discard,
     /// Client: skipping the server's prefix reply.
     ServerPrefix,
     /// Either side: reading the peer's identification (version) lines.
@@ -59,7 +57,6 @@ impl fmt::Display for Step {
             Self::ClientPreamble => "reading the client preamble",
             Self::PrefixTerminator => "scanning for the prefix terminator",
             Self::PrefixHeader => "reading the prefix header",
-            Self::Discard => "discarding a rejected connection",
             Self::ServerPrefix => "skipping the server prefix",
             Self::IdentificationLine => "reading identification lines",
             Self::KexPacket => "reading key exchange packets",

@@ -105,3 +105,109 @@ pub fn spec_literal(spec: &Value) -> Vec<u8> {
     assert_eq!(pairs.len(), 1, "prefix specs have exactly one pair");
     literal_regex(pairs[0][1].as_str().expect("generator is a string"))
 }
+
+/// An SSH binary packet around `payload` with `padding` bytes of padding (values arbitrary).
+pub fn ssh_packet(payload: &[u8], padding: u8) -> Vec<u8> {
+    let packet_len = u32::try_from(1 + payload.len() + usize::from(padding)).unwrap();
+    let mut out = packet_len.to_be_bytes().to_vec();
+    out.push(padding);
+    out.extend_from_slice(payload);
+    out.extend(std::iter::repeat_n(0xA5, usize::from(padding)));
+    out
+}
+
+/// What an SSH stack writes during its first flight: version line, KEX packets, NEWKEYS, then
+/// (already encrypted, here arbitrary) bytes.
+#[derive(Debug, Clone)]
+pub struct SshFlight {
+    pub version: Vec<u8>,
+    /// (payload, padding length) of each packet before NEWKEYS; no payload starts with 21.
+    pub packets: Vec<(Vec<u8>, u8)>,
+    pub newkeys_padding: u8,
+    pub tail: Vec<u8>,
+}
+
+impl SshFlight {
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = self.version.clone();
+        for (payload, padding) in &self.packets {
+            out.extend(ssh_packet(payload, *padding));
+        }
+        out.extend(ssh_packet(&[21], self.newkeys_padding));
+        out.extend_from_slice(&self.tail);
+        out
+    }
+
+    /// Checks that `delivered` carries the same version line, payloads and tail; packet padding
+    /// may have grown (the obfuscation layer adds some), up to 255 bytes.
+    pub fn assert_delivered(&self, delivered: &[u8]) {
+        let end = delivered
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("no version line")
+            + 2;
+        assert_eq!(&delivered[..end], self.version.as_slice(), "version line");
+        let mut rest = &delivered[end..];
+        let mut payloads = Vec::new();
+        loop {
+            let packet_len =
+                usize::try_from(u32::from_be_bytes(rest[..4].try_into().unwrap())).unwrap();
+            let padding = usize::from(rest[4]);
+            assert!(padding < packet_len);
+            let payload = rest[5..4 + packet_len - padding].to_vec();
+            rest = &rest[4 + packet_len..];
+            let newkeys = payload == [21];
+            payloads.push(payload);
+            if newkeys {
+                break;
+            }
+        }
+        let mut expected: Vec<Vec<u8>> = self.packets.iter().map(|(p, _)| p.clone()).collect();
+        expected.push(vec![21]);
+        assert_eq!(payloads, expected, "payloads");
+        assert_eq!(rest, self.tail.as_slice(), "bytes after NEWKEYS");
+    }
+}
+
+/// A proptest strategy for [`SshFlight`].
+pub fn ssh_flight() -> impl proptest::strategy::Strategy<Value = SshFlight> {
+    use proptest::prelude::*;
+    let version = "[A-Za-z0-9_.]{1,40}".prop_map(|s| format!("SSH-2.0-{s}\r\n").into_bytes());
+    let payload = (
+        (1u8..=255).prop_filter("not NEWKEYS", |t| *t != 21),
+        proptest::collection::vec(any::<u8>(), 0..600),
+    )
+        .prop_map(|(t, mut body)| {
+            body.insert(0, t);
+            body
+        });
+    let packet = (payload, 4u8..=255);
+    (
+        version,
+        proptest::collection::vec(packet, 0..6),
+        4u8..=255,
+        proptest::collection::vec(any::<u8>(), 0..300),
+    )
+        .prop_map(|(version, packets, newkeys_padding, tail)| SshFlight {
+            version,
+            packets,
+            newkeys_padding,
+            tail,
+        })
+}
+
+/// Cuts `data` at the given fractions (each in 0..1000) into consecutive pieces.
+pub fn split_at_points(data: &[u8], points: &[u16]) -> Vec<Vec<u8>> {
+    let mut cuts: Vec<usize> = points
+        .iter()
+        .map(|p| data.len() * usize::from(*p) / 1000)
+        .collect();
+    cuts.sort_unstable();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for cut in cuts.into_iter().chain(std::iter::once(data.len())) {
+        pieces.push(data[start..cut].to_vec());
+        start = cut;
+    }
+    pieces
+}
