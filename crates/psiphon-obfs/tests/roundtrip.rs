@@ -192,3 +192,108 @@ proptest! {
         down.assert_delivered(&client_got);
     }
 }
+
+/// Sends `version` from the client, then lets the server write a few packets whose padding is
+/// 4; returns the extra padding the client saw on each.
+fn server_extra_padding(version: &str) -> Vec<usize> {
+    let config = client_config(false);
+    let mut client = Session::client_with_seed(&config, [3; 16]).unwrap();
+    let mut up = Vec::new();
+    client.encode(version.as_bytes(), &mut up).unwrap();
+    let server_config = server_config();
+    let mut acceptor = Acceptor::new(&server_config, None);
+    let AcceptStep::Accepted {
+        session: mut server,
+        leftover,
+    } = acceptor.feed(&up, Instant::now())
+    else {
+        panic!("not accepted");
+    };
+    server.decode(&leftover, &mut Vec::new()).unwrap();
+
+    let mut flight = b"SSH-2.0-Server\r\n".to_vec();
+    for i in 0..24u8 {
+        flight.extend(common::ssh_packet(&[30 + i, 1, 2, 3], 4));
+    }
+    let mut down = Vec::new();
+    server.encode(&flight, &mut down).unwrap();
+    let mut got = Vec::new();
+    client.decode(&down, &mut got).unwrap();
+    let mut rest = &got[b"SSH-2.0-Server\r\n".len()..];
+    let mut extras = Vec::new();
+    while !rest.is_empty() {
+        let len = usize::try_from(u32::from_be_bytes(rest[..4].try_into().unwrap())).unwrap();
+        extras.push(usize::from(rest[4]) - 4);
+        rest = &rest[4 + len..];
+    }
+    assert_eq!(extras.len(), 24);
+    extras
+}
+
+#[test]
+fn ganymed_peers_get_block_aligned_padding() {
+    let legacy = server_extra_padding("SSH-2.0-Ganymed_262\r\n");
+    assert!(legacy.iter().all(|e| e % 16 == 0), "{legacy:?}");
+    assert!(legacy.iter().any(|e| *e > 0));
+    let modern = server_extra_padding("SSH-2.0-OpenSSH_9.6\r\n");
+    assert!(modern.iter().any(|e| e % 16 != 0), "{modern:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Arbitrary bytes at a server's door: never a panic, and the acceptor ends or waits.
+    #[test]
+    fn acceptor_survives_arbitrary_input(
+        input in proptest::collection::vec(any::<u8>(), 0..3000),
+        cuts in proptest::collection::vec(0u16..1000, 0..6),
+    ) {
+        let config = server_config();
+        let mut acceptor = Acceptor::new(&config, None);
+        for piece in split_at_points(&input, &cuts) {
+            match acceptor.feed(&piece, Instant::now()) {
+                AcceptStep::NeedMore => {}
+                AcceptStep::Accepted { .. } | AcceptStep::Rejected(_) => break,
+            }
+        }
+    }
+
+    /// Arbitrary bytes from a "server": never a panic, only errors.
+    #[test]
+    fn client_read_side_survives_arbitrary_input(
+        prefixed in any::<bool>(),
+        input in proptest::collection::vec(any::<u8>(), 0..5000),
+        cuts in proptest::collection::vec(0u16..1000, 0..6),
+    ) {
+        let mut client = Session::client_with_seed(&client_config(prefixed), [5; 16]).unwrap();
+        let mut out = Vec::new();
+        for piece in split_at_points(&input, &cuts) {
+            if client.decode(&piece, &mut out).is_err() {
+                break;
+            }
+        }
+        let _ = client.eof_error();
+    }
+
+    /// Arbitrary plaintext after a valid version line, as a server's read side sees it.
+    #[test]
+    fn server_read_side_survives_arbitrary_packets(
+        body in proptest::collection::vec(any::<u8>(), 0..3000),
+    ) {
+        // After a real preamble and version line the server's keystream is in step, and the
+        // arbitrary bytes decrypt to arbitrary packet headers and bodies.
+        let mut client = Session::client_with_seed(&client_config(false), [6; 16]).unwrap();
+        let mut wire = Vec::new();
+        client.encode(b"SSH-2.0-x\r\n", &mut wire).unwrap();
+        let config = server_config();
+        let mut acceptor = Acceptor::new(&config, None);
+        let AcceptStep::Accepted { session: mut server, leftover } =
+            acceptor.feed(&wire, Instant::now())
+        else {
+            panic!("not accepted");
+        };
+        let mut out = Vec::new();
+        server.decode(&leftover, &mut out).unwrap();
+        let _ = server.decode(&body, &mut out);
+    }
+}
