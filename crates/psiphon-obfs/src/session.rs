@@ -199,6 +199,13 @@ impl Session {
         }
     }
 
+    /// The seed behind this connection's padding: store it to replay the same traffic shape
+    /// later with [`ClientConfig::with_padding_seed`]. On a server it came from the client.
+    #[must_use]
+    pub fn padding_seed(&self) -> &PrngSeed {
+        &self.padding_seed
+    }
+
     /// A PRNG for another replayable choice, derived from this connection's padding seed
     /// (tunnel-core's `GetDerivedPRNG`). On a server the seed came from the client's padding.
     ///

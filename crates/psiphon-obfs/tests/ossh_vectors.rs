@@ -147,6 +147,7 @@ fn client_preambles() {
                 .as_bytes(),
             &array(case, "server_derived_seed_obfuscated_ssh_padding")
         );
+        assert_eq!(session.padding_seed(), &replay_seed);
         let mut ours = session.derived_prng("any-salt").unwrap();
         let mut theirs = Prng::with_salt(&replay_seed, "any-salt").unwrap();
         assert_eq!(ours.bytes(32), theirs.bytes(32));
