@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use psiphon_ssh::{CipherAlg, ClientAuth, ClientConfig, Incoming, MacAlg, PrivateKey, ServerConfig};
+use psiphon_ssh::{
+    CipherAlg, ClientAuth, ClientConfig, Incoming, MacAlg, PrivateKey, ServerConfig,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -46,7 +48,11 @@ async fn run(cipher: CipherAlg, mac: Option<MacAlg>, bytes: usize) -> BoxResult<
     });
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let mut cfg = ClientConfig::new("u", ClientAuth::Password("pw".into()), key.public_key().clone());
+    let mut cfg = ClientConfig::new(
+        "u",
+        ClientAuth::Password("pw".into()),
+        key.public_key().clone(),
+    );
     cfg.common.ciphers = vec![cipher];
     if let Some(m) = mac {
         cfg.common.macs = vec![m];
@@ -77,7 +83,10 @@ fn main() -> BoxResult<()> {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(512);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let cases = [
         (CipherAlg::Aes128Gcm, None),
         (CipherAlg::Aes256Gcm, None),
@@ -97,7 +106,10 @@ fn main() -> BoxResult<()> {
             Some(m) => format!("{} + {}", cipher.name(), m.name()),
             None => cipher.name().to_owned(),
         };
-        println!("RESULT {name:<45} {:>7.0} MB/s  (min {:.0}, max {:.0})", runs[1], runs[0], runs[2]);
+        println!(
+            "RESULT {name:<45} {:>7.0} MB/s  (min {:.0}, max {:.0})",
+            runs[1], runs[0], runs[2]
+        );
     }
     Ok(())
 }

@@ -25,7 +25,10 @@ const USER: &str = "bench";
 const PASSWORD: &str = "bench-password";
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 #[tokio::main]
@@ -61,7 +64,9 @@ async fn relay_forwards(mut conn: Connection) {
         match item {
             Incoming::Channel(c) if c.kind() == "direct-tcpip" => {
                 tokio::spawn(async move {
-                    let Ok((host, port)) = parse_direct_tcpip_extra(c.extra()) else { return };
+                    let Ok((host, port)) = parse_direct_tcpip_extra(c.extra()) else {
+                        return;
+                    };
                     match TcpStream::connect((host.as_str(), port)).await {
                         Ok(mut tcp) => {
                             let _ = tcp.set_nodelay(true);
@@ -79,7 +84,9 @@ async fn relay_forwards(mut conn: Connection) {
                     }
                 });
             }
-            Incoming::Channel(c) => c.reject(psiphon_ssh::msg::open_failure::UNKNOWN_CHANNEL_TYPE, ""),
+            Incoming::Channel(c) => {
+                c.reject(psiphon_ssh::msg::open_failure::UNKNOWN_CHANNEL_TYPE, "")
+            }
             Incoming::GlobalRequest(r) => r.reply(false, &[]),
             _ => {}
         }
@@ -88,7 +95,8 @@ async fn relay_forwards(mut conn: Connection) {
 
 async fn client(args: &[String]) -> BoxResult<()> {
     let server = arg(args, "--server").ok_or("--server is required")?;
-    let host_key = PublicKey::from_base64(&arg(args, "--host-key").ok_or("--host-key is required")?)?;
+    let host_key =
+        PublicKey::from_base64(&arg(args, "--host-key").ok_or("--host-key is required")?)?;
     let socks = arg(args, "--socks").unwrap_or_else(|| "127.0.0.1:1090".into());
     let mut cfg = ClientConfig::new(USER, ClientAuth::Password(PASSWORD.into()), host_key);
     if let Some(c) = arg(args, "--cipher") {
