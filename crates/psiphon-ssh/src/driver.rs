@@ -27,6 +27,8 @@ pub use channel::Channel;
 
 /// Above this many unsent bytes, channel writers wait for the writer task to catch up.
 const TX_HIGH_WATER: usize = 1024 * 1024;
+/// How long the last writes (a DISCONNECT) may take once the connection is closing.
+const CLOSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Inbound channel opens and global requests queued for the application; more are refused.
 const INCOMING_QUEUE: usize = 256;
 
@@ -267,7 +269,8 @@ where
     start(stream, session).await
 }
 
-/// Accepts a client over `stream` and waits until it authenticates.
+/// Accepts a client over `stream` and waits until it authenticates. Wrap it in a timeout (a
+/// Psiphon server allows 30 s): a client that never finishes makes it wait forever.
 pub async fn accept<S>(
     stream: S,
     config: ServerConfig,
@@ -384,7 +387,7 @@ async fn write_loop<W: AsyncWrite>(shared: Arc<Shared>, wr: W) {
     tokio::pin!(wr);
     let mut out = Vec::with_capacity(256 * 1024);
     loop {
-        let finished = {
+        let (finished, closing) = {
             let mut inner = shared.lock();
             inner.session.take_transmit(&mut out);
             if inner.session.pending_transmit() < TX_HIGH_WATER {
@@ -392,7 +395,8 @@ async fn write_loop<W: AsyncWrite>(shared: Arc<Shared>, wr: W) {
                     w.wake();
                 }
             }
-            out.is_empty() && (inner.closed.is_some() || inner.session.is_closed())
+            let closing = inner.closed.is_some() || inner.session.is_closed();
+            (out.is_empty() && closing, closing)
         };
         if finished {
             let _ = wr.shutdown().await;
@@ -406,11 +410,18 @@ async fn write_loop<W: AsyncWrite>(shared: Arc<Shared>, wr: W) {
         }
         // The whole buffer goes in one write call: the OSSH layer below needs a NEWKEYS packet
         // and everything before it to arrive together.
-        let r = async {
+        let write = async {
             wr.write_all(&out).await?;
             wr.flush().await
-        }
-        .await;
+        };
+        // Once closing, a peer that stops reading must not pin this task (and the socket).
+        let r = if closing {
+            tokio::time::timeout(CLOSE_WRITE_TIMEOUT, write)
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        } else {
+            write.await
+        };
         if let Err(e) = r {
             fail(
                 &mut shared.lock(),

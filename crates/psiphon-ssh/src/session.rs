@@ -500,6 +500,9 @@ impl Session {
 
     /// Sends a non-KEX payload, or queues it while a key exchange runs (RFC 4253 §7.1).
     fn send(&mut self, payload: Vec<u8>) -> Result<()> {
+        if self.phase == Phase::Closed {
+            return Err(Error::ConnectionClosed);
+        }
         if self.kex.sending_blocked() {
             self.queued.push_back(payload);
             Ok(())
