@@ -13,6 +13,7 @@ use crate::gojson;
 use crate::tunnel_protocol::{CAPABILITY_SSH_API_REQUESTS, TunnelProtocol, capabilities_include};
 
 pub use list::{ListLineError, MAX_LIST_LINE_BYTES, ServerEntryList, decode_server_entry_list};
+pub(crate) use signature::go_base64_decode;
 pub use signature::{
     SIGNATURE_KEY_ID_LEN, ServerEntrySigningKey, diagnostic_id, generate_server_entry_tag,
 };

@@ -22,8 +22,9 @@ pub fn to_canonical_string(value: &Value) -> String {
     out
 }
 
-/// Like [`to_canonical_string`] but objects keep their stored key order, as Go marshals a
-/// struct (or a `json.RawMessage`, after [`compact`]).
+/// Like [`to_canonical_string`] but objects keep their stored key order and integers are
+/// printed exactly, as Go marshals a struct (fields in declaration order, `int` fields as
+/// integers). Non-integral numbers are printed as `float64`.
 pub fn to_ordered_string(value: &Value) -> String {
     let mut out = String::new();
     write_value(&mut out, value, KeyOrder::AsStored);
@@ -35,8 +36,13 @@ pub(crate) fn write_value(out: &mut String, value: &Value, order: KeyOrder) {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
-        // Every serde_json number converts to f64 (integers with Go's float64 rounding).
-        Value::Number(n) => write_float(out, n.as_f64().unwrap_or(0.0)),
+        // Go's map values are float64: every number is printed as one (integers with
+        // float64 rounding). Go's struct fields keep integers as integers.
+        Value::Number(n) => match (order, n.as_i64(), n.as_u64()) {
+            (KeyOrder::AsStored, Some(i), _) => out.push_str(&i.to_string()),
+            (KeyOrder::AsStored, None, Some(u)) => out.push_str(&u.to_string()),
+            _ => write_float(out, n.as_f64().unwrap_or(0.0)),
+        },
         Value::String(s) => write_string(out, s),
         Value::Array(items) => {
             out.push('[');

@@ -3,6 +3,9 @@
 //! They live in the project's sibling `shared/reference/vectors/` directory; set
 //! `PSIPHON_VECTORS_DIR` to read them from elsewhere.
 
+// Shared by several test binaries, each using a subset; a failed unwrap is a failed test.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 use serde_json::Value;
