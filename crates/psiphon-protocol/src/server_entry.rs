@@ -16,6 +16,7 @@ pub use list::{ListLineError, MAX_LIST_LINE_BYTES, ServerEntryList, decode_serve
 pub(crate) use signature::go_base64_decode;
 pub use signature::{
     SIGNATURE_KEY_ID_LEN, ServerEntrySigningKey, diagnostic_id, generate_server_entry_tag,
+    verify_signed_message,
 };
 
 /// Local field: where the client got the entry (`EMBEDDED`, `REMOTE`, `DISCOVERY`, ...).

@@ -211,25 +211,38 @@ impl ServerEntry {
             .get(FIELD_SIGNATURE)
             .ok_or(Error::MissingSignature)?;
         let field = field.as_str().ok_or(Error::InvalidSignatureField)?;
-        let decoded = go_base64_decode("signature", field)?;
-        if decoded.len() < SIGNATURE_KEY_ID_LEN {
-            return Err(Error::InvalidSignatureFieldLength);
-        }
-        let (id, signature) = decoded.split_at(SIGNATURE_KEY_ID_LEN);
-        if signature.len() != SIGNATURE_LEN {
-            return Err(Error::InvalidSignatureLength);
-        }
-        let public = go_base64_decode("public key", public_key)?;
-        if key_id(&public).as_slice() != id {
-            return Err(Error::UnexpectedPublicKeyId);
-        }
-        if public.len() != PUBLIC_KEY_LEN {
-            return Err(Error::InvalidPublicKeyLength(public.len()));
-        }
-        UnparsedPublicKey::new(&ED25519, &public)
-            .verify(self.signed_message().as_bytes(), signature)
-            .map_err(|_| Error::InvalidSignature)
+        verify_signed_message(public_key, field, self.signed_message().as_bytes())
     }
+}
+
+/// Verifies a `signature` field value over an already built signed message (see
+/// [`ServerEntry::signed_message`]), with tunnel-core's checks and errors.
+pub fn verify_signed_message(
+    public_key: &str,
+    signature_field: &str,
+    message: &[u8],
+) -> Result<()> {
+    if public_key.is_empty() {
+        return Err(Error::MissingPublicKey);
+    }
+    let decoded = go_base64_decode("signature", signature_field)?;
+    if decoded.len() < SIGNATURE_KEY_ID_LEN {
+        return Err(Error::InvalidSignatureFieldLength);
+    }
+    let (id, signature) = decoded.split_at(SIGNATURE_KEY_ID_LEN);
+    if signature.len() != SIGNATURE_LEN {
+        return Err(Error::InvalidSignatureLength);
+    }
+    let public = go_base64_decode("public key", public_key)?;
+    if key_id(&public).as_slice() != id {
+        return Err(Error::UnexpectedPublicKeyId);
+    }
+    if public.len() != PUBLIC_KEY_LEN {
+        return Err(Error::InvalidPublicKeyLength(public.len()));
+    }
+    UnparsedPublicKey::new(&ED25519, &public)
+        .verify(message, signature)
+        .map_err(|_| Error::InvalidSignature)
 }
 
 #[cfg(test)]
