@@ -49,11 +49,13 @@ pub struct ServerEntry {
 }
 
 impl ServerEntry {
-    /// Builds an entry from a JSON object, checking that `ipAddress` parses and that known
-    /// fields have the right JSON types.
+    /// Builds an entry from a JSON object, checking that `ipAddress` (exactly so spelt, as
+    /// tunnel-core checks it) parses and that known fields have the right JSON types.
     pub fn from_fields(fields: Map<String, Value>) -> Result<ServerEntry> {
         fields::check_types(&fields)?;
-        let ip_text = fields::lookup(&fields, "ipAddress")
+        // Exact key, as tunnel-core's validation reads it (the datastore key).
+        let ip_text = fields
+            .get("ipAddress")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let ip = ip_text
@@ -191,7 +193,8 @@ impl ServerEntry {
 
     /// The `ipAddress` field exactly as written.
     pub fn ip_address_str(&self) -> &str {
-        self.get("ipAddress")
+        self.fields
+            .get("ipAddress")
             .and_then(Value::as_str)
             .unwrap_or_default()
     }
@@ -470,6 +473,10 @@ mod tests {
         assert!(matches!(
             bad(json!({"ipAddress": 1})),
             Error::InvalidEntryField { .. }
+        ));
+        assert!(matches!(
+            bad(json!({"IPADDRESS": "1.2.3.4"})),
+            Error::InvalidIpAddress(_)
         ));
         let e = bad(json!({"ipAddress": "1.2.3.4", "SSHPORT": "22"}));
         assert!(matches!(e, Error::InvalidEntryField { ref field, .. } if field == "SSHPORT"));

@@ -125,6 +125,33 @@ impl ApiParams {
         self.with_str("relay_protocol", protocol.name())
     }
 
+    /// `dial_port_number`.
+    pub fn with_dial_port_number(self, port: u16) -> ApiParams {
+        self.with_int("dial_port_number", i64::from(port))
+    }
+
+    /// `server_entry_source`, `server_entry_region` and `server_entry_timestamp` (the entry's
+    /// `localTimestamp`, which the caller truncates to the hour) of the dialled entry.
+    pub fn with_server_entry_info(self, source: &str, region: &str, timestamp: &str) -> ApiParams {
+        self.with_str("server_entry_source", source)
+            .with_str("server_entry_region", region)
+            .with_str("server_entry_timestamp", timestamp)
+    }
+
+    /// `missing_server_entry_signature`: the entry's tag, asking the server to send its own
+    /// signed entry in the handshake response.
+    pub fn with_missing_server_entry_signature(self, tag: &str) -> ApiParams {
+        self.with_str("missing_server_entry_signature", tag)
+    }
+
+    /// `authorizations`: base64 signed access tokens.
+    pub fn with_authorizations<'a>(
+        self,
+        authorizations: impl IntoIterator<Item = &'a str>,
+    ) -> ApiParams {
+        self.with_strings("authorizations", authorizations)
+    }
+
     /// `server_secret`: the server entry's `webServerSecret`, sent with JSON-encoded requests.
     pub fn with_server_secret(self, web_server_secret: &str) -> ApiParams {
         self.with_str("server_secret", web_server_secret)
