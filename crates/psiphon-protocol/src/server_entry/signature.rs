@@ -66,6 +66,12 @@ pub struct ServerEntrySigningKey {
     pair: Ed25519KeyPair,
 }
 
+impl Drop for ServerEntrySigningKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.seed);
+    }
+}
+
 impl std::fmt::Debug for ServerEntrySigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerEntrySigningKey")
@@ -77,9 +83,9 @@ impl std::fmt::Debug for ServerEntrySigningKey {
 impl ServerEntrySigningKey {
     /// A new random key.
     pub fn generate() -> Result<ServerEntrySigningKey> {
-        let mut seed = [0u8; 32];
-        rand::fill(&mut seed).map_err(|_| Error::Crypto("random generator failed"))?;
-        ServerEntrySigningKey::from_seed(seed)
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rand::fill(seed.as_mut_slice()).map_err(|_| Error::Crypto("random generator failed"))?;
+        ServerEntrySigningKey::from_seed(*seed)
     }
 
     /// The key whose 32-byte seed is `seed`.
@@ -98,14 +104,14 @@ impl ServerEntrySigningKey {
     /// Parses Go's base64 private key (64 bytes: seed then public key). The public half must
     /// be the seed's public key.
     pub fn from_base64(private_key: &str) -> Result<ServerEntrySigningKey> {
-        let bytes = go_base64_decode("private key", private_key)?;
+        let bytes = zeroize::Zeroizing::new(go_base64_decode("private key", private_key)?);
         if bytes.len() != PRIVATE_KEY_LEN {
             return Err(Error::InvalidPrivateKeyLength(bytes.len()));
         }
         let (seed_bytes, public_bytes) = bytes.split_at(32);
-        let mut seed = [0u8; 32];
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
         seed.copy_from_slice(seed_bytes);
-        let key = ServerEntrySigningKey::from_seed(seed)?;
+        let key = ServerEntrySigningKey::from_seed(*seed)?;
         Ed25519KeyPair::from_seed_and_public_key(seed_bytes, public_bytes)
             .map_err(|_| Error::KeyMismatch)?;
         if key.public.as_slice() != public_bytes {
@@ -133,12 +139,13 @@ impl ServerEntrySigningKey {
         base64::engine::general_purpose::STANDARD.encode(self.public)
     }
 
-    /// Go's private key form, standard base64 of seed followed by public key. Secret.
+    /// Go's private key form, standard base64 of seed followed by public key. Secret: the
+    /// caller owns (and should wipe) the returned string.
     pub fn private_key_base64(&self) -> String {
-        let mut bytes = Vec::with_capacity(PRIVATE_KEY_LEN);
+        let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(PRIVATE_KEY_LEN));
         bytes.extend_from_slice(&self.seed);
         bytes.extend_from_slice(&self.public);
-        base64::engine::general_purpose::STANDARD.encode(bytes)
+        base64::engine::general_purpose::STANDARD.encode(bytes.as_slice())
     }
 
     /// The 8-byte key ID carried in signatures.
