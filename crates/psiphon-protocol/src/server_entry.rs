@@ -40,7 +40,9 @@ pub const FRONTED_MEEK_HTTP_PORT: u16 = 80;
 /// It keeps the whole JSON object as decoded, unknown fields and their order included, so
 /// that re-encoding and signature verification see exactly what the network sent. Known
 /// fields (section 4.2) are type-checked when the entry is built and read through typed
-/// accessors that match key names case-insensitively (an exact match wins), as Go does.
+/// accessors that match key names case-insensitively, as Go does (see [`ServerEntry::get`]).
+/// The fields that tunnel-core reads by exact key (`ipAddress`, `signature`, the local
+/// fields) are read here by exact key too.
 /// Empty strings, zero ports and `null` read as absent, as with Go's zero values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerEntry {
@@ -128,7 +130,9 @@ impl ServerEntry {
         self.fields
     }
 
-    /// Any field by name (case-insensitive, exact match preferred; `null` reads as absent).
+    /// Any field by name, matched case-insensitively as Go matches struct fields (when
+    /// several spellings are present, the last non-null one in sorted key order wins);
+    /// `null` reads as absent.
     pub fn get(&self, name: &str) -> Option<&Value> {
         fields::lookup(&self.fields, name)
     }
@@ -143,7 +147,7 @@ impl ServerEntry {
     /// A port field; `None` when absent or zero.
     pub fn get_port(&self, name: &str) -> Option<u16> {
         self.get(name)
-            .and_then(Value::as_u64)
+            .and_then(fields::as_integer)
             .and_then(|p| u16::try_from(p).ok())
             .filter(|&p| p != 0)
     }
@@ -271,7 +275,8 @@ impl ServerEntry {
     /// `configurationVersion`; absent or negative reads as 0, as in tunnel-core.
     pub fn configuration_version(&self) -> u64 {
         self.get("configurationVersion")
-            .and_then(Value::as_u64)
+            .and_then(fields::as_integer)
+            .and_then(|v| u64::try_from(v).ok())
             .unwrap_or(0)
     }
     /// `tag` as stored (explicit or locally derived).
@@ -492,6 +497,13 @@ mod tests {
             bad(json!({"ipAddress": "1.2.3.4", "configurationVersion": 1.5})),
             Error::InvalidEntryField { .. }
         ));
+        assert!(matches!(
+            bad(json!({"ipAddress": "1.2.3.4", "sshPort": 1e21})),
+            Error::InvalidEntryField { .. }
+        ));
+        let e =
+            entry(json!({"ipAddress": "1.2.3.4", "configurationVersion": 3.0, "sshPort": 2.2e1}));
+        assert_eq!((e.configuration_version(), e.ssh_port()), (3, Some(22)));
         assert_eq!(
             entry(json!({"ipAddress": "2001:db8::1", "sshPort": null})).ssh_port(),
             None
@@ -502,11 +514,15 @@ mod tests {
     fn case_insensitive_accessors() {
         let e = entry(json!({
             "ipAddress": "192.0.2.1", "SshShadowsocksPort": 8388, "TlsOSSHPort": 443,
-            "sshport": 2, "sshPort": 22, "x": 1
+            "sshport": 2, "sshPort": 22, "SSHOBFUSCATEDPORT": 1, "SshObfuscatedPort": 2,
+            "sshObfuscatedPort": null, "meekServerPort": 8080.0, "x": 1
         }));
         assert_eq!(e.ssh_shadowsocks_port(), Some(8388));
         assert_eq!(e.tls_ossh_port(), Some(443));
-        assert_eq!(e.ssh_port(), Some(22));
+        // Go: keys assigned in sorted order ("sshPort" < "sshport"), nulls assign nothing.
+        assert_eq!(e.ssh_port(), Some(2));
+        assert_eq!(e.ssh_obfuscated_port(), Some(2));
+        assert_eq!(e.meek_server_port(), Some(8080));
         assert_eq!(e.get("X"), Some(&json!(1)));
     }
 

@@ -76,6 +76,23 @@ pub(crate) const KNOWN_FIELDS: &[(&str, FieldType)] = &[
     ("isLocalDerivedTag", FieldType::Bool),
 ];
 
+/// An integral JSON number as Go's struct decoding would accept it for an `int` field.
+///
+/// Go reads entries into a map (numbers become `float64`), re-marshals the map and decodes
+/// that into its struct: so `22.0` or `2.2e1` is accepted as 22, while `22.5` and values
+/// written in exponent form (beyond 1e21) are not.
+pub(crate) fn as_integer(value: &Value) -> Option<i64> {
+    if let Some(i) = value.as_i64() {
+        return Some(i);
+    }
+    if value.is_u64() {
+        return None; // beyond i64
+    }
+    let f = value.as_f64()?;
+    // Display prints integral floats without a fraction or exponent; anything else fails.
+    f.to_string().parse::<i64>().ok()
+}
+
 /// Checks the type of every key that names a known field (case-insensitively).
 /// `null` is accepted everywhere and reads as absent, as in Go.
 pub(crate) fn check_types(map: &Map<String, Value>) -> Result<(), Error> {
@@ -91,13 +108,12 @@ pub(crate) fn check_types(map: &Map<String, Value>) -> Result<(), Error> {
         }
         let problem = match ty {
             FieldType::Str => (!value.is_string()).then_some("expected a string"),
-            FieldType::Port => match value.as_u64() {
+            FieldType::Port => match as_integer(value) {
                 Some(p) if u16::try_from(p).is_ok() => None,
                 Some(_) => Some("port out of range"),
-                None if value.is_i64() => Some("port out of range"),
                 None => Some("expected an integer port"),
             },
-            FieldType::Int => (!value.is_i64() && !value.is_u64()).then_some("expected an integer"),
+            FieldType::Int => as_integer(value).is_none().then_some("expected an integer"),
             FieldType::Bool => (!value.is_boolean()).then_some("expected a boolean"),
             FieldType::StrArray => match value.as_array() {
                 Some(items) if items.iter().all(|v| v.is_string() || v.is_null()) => None,
@@ -114,15 +130,13 @@ pub(crate) fn check_types(map: &Map<String, Value>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The value of field `name`: the exact key if present, otherwise the first key equal to it
-/// ignoring ASCII case. `null` reads as absent.
+/// The value of field `name` as Go's struct decoding sees it: every key equal to `name`
+/// ignoring ASCII case is assigned in turn, in sorted key order (Go re-marshals the map
+/// before decoding), and `null` assigns nothing; so the last non-null value in sorted key
+/// order wins. When only the exact spelling is present (the usual case) that is its value.
 pub(crate) fn lookup<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    let value = match map.get(name) {
-        Some(v) => Some(v),
-        None => map
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v),
-    };
-    value.filter(|v| !v.is_null())
+    map.iter()
+        .filter(|(k, v)| k.eq_ignore_ascii_case(name) && !v.is_null())
+        .max_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()))
+        .map(|(_, v)| v)
 }
