@@ -415,13 +415,21 @@ impl StatusData {
                 .as_object()
                 .ok_or_else(|| r.shape("host_bytes", "an object"))?;
             for (host, bytes) in hosts {
-                let n = match (bytes.as_i64(), bytes.as_f64()) {
-                    (Some(i), _) => i,
-                    // Go converts the float64 with int64(); saturate instead of wrapping.
-                    #[allow(clippy::cast_possible_truncation)]
-                    (None, Some(f)) => f.trunc() as i64,
-                    _ => return Err(r.shape("host_bytes", "numbers")),
-                };
+                let n =
+                    match (bytes.as_i64(), bytes.as_f64()) {
+                        (Some(i), _) => i,
+                        // Go truncates the float64 with int64(); we saturate out-of-range values
+                        // (Go's result there is unspecified). `Display` of an integral float has
+                        // no fraction or exponent, so it parses as an integer when in range.
+                        (None, Some(f)) => f.trunc().to_string().parse::<i64>().unwrap_or(
+                            if f.is_sign_negative() {
+                                i64::MIN
+                            } else {
+                                i64::MAX
+                            },
+                        ),
+                        _ => return Err(r.shape("host_bytes", "numbers")),
+                    };
                 host_bytes.insert(host.clone(), n);
             }
         }
@@ -481,6 +489,12 @@ mod tests {
         );
         assert_eq!(StatusData::from_value(&value).unwrap(), data);
         assert!(StatusData::from_value(&json!({"host_bytes": {"a": "1"}})).is_err());
+        let floats = json!({"host_bytes": {"a": 12.9, "b": -1e300, "c": 18446744073709551615u64}});
+        let hosts = StatusData::from_value(&floats).unwrap().host_bytes;
+        assert_eq!(
+            (hosts["a"], hosts["b"], hosts["c"]),
+            (12, i64::MIN, i64::MAX)
+        );
         assert_eq!(make_padding(usize::MAX).len(), PADDING_MAX_BYTES);
     }
 }
