@@ -41,8 +41,8 @@ pub const FRONTED_MEEK_HTTP_PORT: u16 = 80;
 /// that re-encoding and signature verification see exactly what the network sent. Known
 /// fields (section 4.2) are type-checked when the entry is built and read through typed
 /// accessors that match key names case-insensitively, as Go does (see [`ServerEntry::get`]).
-/// The fields that tunnel-core reads by exact key (`ipAddress`, `signature`, the local
-/// fields) are read here by exact key too.
+/// The fields that tunnel-core reads by exact key (`ipAddress`, `tag`, `signature`, the
+/// local fields) are read here by exact key too.
 /// Empty strings, zero ports and `null` read as absent, as with Go's zero values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerEntry {
@@ -140,6 +140,15 @@ impl ServerEntry {
     /// A string field; `None` when absent, not a string, or empty.
     pub fn get_str(&self, name: &str) -> Option<&str> {
         self.get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// A string field read by its exact name, as tunnel-core reads `tag`, `signature` and
+    /// the local fields; `None` when absent, not a string, or empty.
+    fn exact_str(&self, name: &str) -> Option<&str> {
+        self.fields
+            .get(name)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
     }
@@ -281,7 +290,7 @@ impl ServerEntry {
     }
     /// `tag` as stored (explicit or locally derived).
     pub fn tag(&self) -> Option<&str> {
-        self.get_str(FIELD_TAG)
+        self.exact_str(FIELD_TAG)
     }
     /// The explicit tag if present, otherwise the one derived from `ipAddress` and
     /// `webServerSecret` (see [`generate_server_entry_tag`]).
@@ -320,15 +329,15 @@ impl ServerEntry {
     }
     /// `signature`.
     pub fn signature(&self) -> Option<&str> {
-        self.get_str(FIELD_SIGNATURE)
+        self.exact_str(FIELD_SIGNATURE)
     }
     /// `localSource` (client-local).
     pub fn local_source(&self) -> Option<&str> {
-        self.get_str(FIELD_LOCAL_SOURCE)
+        self.exact_str(FIELD_LOCAL_SOURCE)
     }
     /// `localTimestamp` (client-local).
     pub fn local_timestamp(&self) -> Option<&str> {
-        self.get_str(FIELD_LOCAL_TIMESTAMP)
+        self.exact_str(FIELD_LOCAL_TIMESTAMP)
     }
     /// `isLocalDerivedTag` (client-local).
     pub fn is_local_derived_tag(&self) -> bool {
