@@ -1,6 +1,6 @@
 //! Bulk throughput of our SSH client↔server over loopback TCP, per cipher.
 //!
-//! `cargo bench -p psiphon-ssh --bench throughput [-- MIB]` moves MIB (default 512) MiB from the
+//! `cargo bench -p psiphon-ssh --bench throughput [-- MIB] [NAME...]` moves MIB (default 512) MiB from the
 //! server to the client through one `direct-tcpip`-style channel in one process (two tokio worker
 //! threads, like a client and a server sharing the machine's two cores) and prints MB/s
 //! (10^6 bytes/s). The data is produced and consumed in memory, so the figure is the SSH
@@ -79,10 +79,16 @@ async fn run(cipher: CipherAlg, mac: Option<MacAlg>, bytes: usize) -> BoxResult<
 }
 
 fn main() -> BoxResult<()> {
-    let mib: usize = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(512);
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let mib: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(512);
+    // Any other argument selects the cases whose name contains it (e.g. `chacha`).
+    let filters: Vec<&String> = args
+        .iter()
+        .filter(|a| a.parse::<usize>().is_err())
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -97,15 +103,18 @@ fn main() -> BoxResult<()> {
     ];
     println!("our SSH client<->server over loopback TCP, {mib} MiB per run, median of 3");
     for (cipher, mac) in cases {
+        let name = match mac {
+            Some(m) => format!("{} + {}", cipher.name(), m.name()),
+            None => cipher.name().to_owned(),
+        };
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
         let mut runs = Vec::new();
         for _ in 0..3 {
             runs.push(rt.block_on(run(cipher, mac, mib << 20))?);
         }
         runs.sort_by(f64::total_cmp);
-        let name = match mac {
-            Some(m) => format!("{} + {}", cipher.name(), m.name()),
-            None => cipher.name().to_owned(),
-        };
         println!(
             "RESULT {name:<45} {:>7.0} MB/s  (min {:.0}, max {:.0})",
             runs[1], runs[0], runs[2]
