@@ -425,22 +425,15 @@ impl Sealer {
                     mac,
                     mac_key,
                 } = &mut **c;
-                let seq_bytes = seq.to_be_bytes();
                 if mac.is_etm() {
                     let body = &mut out[start + 4..];
                     key.less_safe_encrypt(body, ctr.context())
                         .map_err(crypto("ctr"))?;
                     ctr.advance(body.len());
-                    let mut ctx = hmac::Context::with_key(mac_key);
-                    ctx.update(&seq_bytes);
-                    ctx.update(&out[start..]);
-                    let tag = ctx.sign();
+                    let tag = packet_mac(mac_key, seq, &out[start..]);
                     out.extend_from_slice(tag.as_ref());
                 } else {
-                    let mut ctx = hmac::Context::with_key(mac_key);
-                    ctx.update(&seq_bytes);
-                    ctx.update(&out[start..]);
-                    let tag = ctx.sign();
+                    let tag = packet_mac(mac_key, seq, &out[start..]);
                     let body = &mut out[start..];
                     key.less_safe_encrypt(body, ctr.context())
                         .map_err(crypto("ctr"))?;
@@ -479,6 +472,20 @@ impl std::fmt::Debug for Opener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Opener")
     }
+}
+
+/// RFC 4253 §6.4: MAC = HMAC(key, sequence number ‖ packet).
+fn packet_mac(key: &hmac::Key, seq: u32, packet: &[u8]) -> hmac::Tag {
+    let mut ctx = hmac::Context::with_key(key);
+    ctx.update(&seq.to_be_bytes());
+    ctx.update(packet);
+    ctx.sign()
+}
+
+/// Checks a packet's MAC in constant time.
+fn verify_packet_mac(key: &hmac::Key, seq: u32, packet: &[u8], tag: &[u8]) -> Result<()> {
+    constant_time::verify_slices_are_equal(packet_mac(key, seq, packet).as_ref(), tag)
+        .map_err(|_| Error::Mac)
 }
 
 /// Where the payload of an opened packet lies in the input buffer.
@@ -630,7 +637,6 @@ impl Opener {
                     first_block_done,
                 } = &mut **c;
                 let tag_len = mac.tag_len();
-                let seq_bytes = seq.to_be_bytes();
                 if mac.is_etm() {
                     if buf.len() < 4 {
                         return Ok(None);
@@ -641,11 +647,7 @@ impl Opener {
                         return Ok(None);
                     }
                     let (packet, tag) = buf[..total].split_at_mut(4 + len);
-                    let mut ctx = hmac::Context::with_key(mac_key);
-                    ctx.update(&seq_bytes);
-                    ctx.update(packet);
-                    constant_time::verify_slices_are_equal(ctx.sign().as_ref(), tag)
-                        .map_err(|_| Error::Mac)?;
+                    verify_packet_mac(mac_key, seq, packet, tag)?;
                     let body = &mut packet[4..];
                     key.decrypt(body, ctr.dcontext()).map_err(crypto("ctr"))?;
                     ctr.advance(body.len());
@@ -675,11 +677,7 @@ impl Opener {
                     key.decrypt(rest, ctr.dcontext()).map_err(crypto("ctr"))?;
                     ctr.advance(rest.len());
                     *first_block_done = false;
-                    let mut ctx = hmac::Context::with_key(mac_key);
-                    ctx.update(&seq_bytes);
-                    ctx.update(packet);
-                    constant_time::verify_slices_are_equal(ctx.sign().as_ref(), tag)
-                        .map_err(|_| Error::Mac)?;
+                    verify_packet_mac(mac_key, seq, packet, tag)?;
                     let (start, end) = payload_range(buf, 4, len)?;
                     Ok(Some(Opened {
                         consumed: total,
