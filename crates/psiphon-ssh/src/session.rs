@@ -257,9 +257,9 @@ impl Session {
             phase: Phase::Version,
             peer_version: None,
             banner_bytes: 0,
-            rx: Vec::with_capacity(64 * 1024),
+            rx: Vec::new(),
             rx_pos: 0,
-            tx: Vec::with_capacity(64 * 1024),
+            tx: Vec::new(),
             sealer: Sealer::none(),
             opener: Opener::none(),
             send_seq: 0,
@@ -279,7 +279,7 @@ impl Session {
             outbound_requests: VecDeque::new(),
             next_request: 0,
             events: VecDeque::new(),
-            scratch: Vec::with_capacity(40 * 1024),
+            scratch: Vec::new(),
         };
         s.tx.extend_from_slice(&s.our_version);
         s.tx.extend_from_slice(b"\r\n");
