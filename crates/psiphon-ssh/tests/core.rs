@@ -256,6 +256,74 @@ fn truncated_input_waits_and_never_panics() {
 }
 
 #[test]
+fn rekey_by_time_and_by_the_server() {
+    let (mut c, mut s) = connected();
+    // The client's timer fires an hour on: it starts a key exchange by itself.
+    let due = c.poll_timeout().expect("a rekey deadline");
+    c.handle_timeout(due + std::time::Duration::from_secs(1))
+        .unwrap();
+    let (ce, se) = pump(&mut c, &mut s, usize::MAX);
+    assert!(ce.iter().any(|e| matches!(e, Event::Rekeyed)), "{ce:?}");
+    assert!(se.iter().any(|e| matches!(e, Event::Rekeyed)), "{se:?}");
+    // The server asks for one on demand.
+    s.rekey(Instant::now()).unwrap();
+    let (ce, se) = pump(&mut c, &mut s, 5);
+    assert!(ce.iter().any(|e| matches!(e, Event::Rekeyed)), "{ce:?}");
+    assert!(se.iter().any(|e| matches!(e, Event::Rekeyed)), "{se:?}");
+    // Traffic still flows under the new keys.
+    let id = c
+        .global_request("psiphon-status", b"{}", true)
+        .unwrap()
+        .unwrap();
+    let (_, se) = pump(&mut c, &mut s, usize::MAX);
+    let rid = se
+        .iter()
+        .find_map(|e| {
+            if let Event::GlobalRequest { id, .. } = e {
+                Some(*id)
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    s.reply_global_request(rid, true, b"ok").unwrap();
+    let (ce, _) = pump(&mut c, &mut s, usize::MAX);
+    assert!(ce.iter().any(|e| matches!(e, Event::GlobalReply { id: got, success: true, data } if *got == id && data == b"ok")));
+}
+
+#[test]
+fn data_written_during_a_rekey_waits_and_then_flows() {
+    let (mut c, mut s) = connected();
+    let id = c.open_channel("x", &[]).unwrap();
+    let (_, se) = pump(&mut c, &mut s, usize::MAX);
+    let sid = se
+        .iter()
+        .find_map(|e| {
+            if let Event::ChannelOpenRequest { id, .. } = e {
+                Some(*id)
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    s.accept_channel(sid).unwrap();
+    pump(&mut c, &mut s, usize::MAX);
+    c.rekey(Instant::now()).unwrap();
+    // While our KEXINIT is out, the core takes no channel data (RFC 4253 §7.1)...
+    assert_eq!(c.channel_write(id, b"during").unwrap(), 0);
+    let (ce, _) = pump(&mut c, &mut s, usize::MAX);
+    // ...and says when it can again.
+    assert!(
+        ce.iter().any(|e| matches!(e, Event::ChannelWritable(_))),
+        "{ce:?}"
+    );
+    assert_eq!(c.channel_write(id, b"after").unwrap(), 5);
+    pump(&mut c, &mut s, usize::MAX);
+    let mut buf = [0u8; 8];
+    assert_eq!(s.channel_read(sid, &mut buf).unwrap(), ChannelRead::Data(5));
+}
+
+#[test]
 fn requests_before_authentication_are_refused() {
     let (mut c, _) = sessions();
     assert!(c.open_channel("direct-tcpip", &[]).is_err());
