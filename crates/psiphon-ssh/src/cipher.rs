@@ -304,23 +304,32 @@ impl Sealer {
         }
     }
 
-    /// Appends one packet carrying `payload` to `out`. `seq` is this direction's sequence
-    /// number for the packet.
-    pub(crate) fn seal(&mut self, seq: u32, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    /// Appends one packet to `out` whose payload is the concatenation of `parts` (so a channel
+    /// data packet's header and data go straight into `out`, with no intermediate copy). `seq`
+    /// is this direction's sequence number for the packet.
+    pub(crate) fn seal_parts(
+        &mut self,
+        seq: u32,
+        parts: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let payload_len: usize = parts.iter().map(|p| p.len()).sum();
         let (block, len_excluded) = self.alignment();
-        let base = 1 + payload.len() + if len_excluded { 0 } else { 4 };
+        let base = 1 + payload_len + if len_excluded { 0 } else { 4 };
         let mut pad = block - base % block;
         if pad < 4 {
             pad += block;
         }
-        let packet_len = 1 + payload.len() + pad;
+        let packet_len = 1 + payload_len + pad;
         let packet_len32 = u32::try_from(packet_len).map_err(|_| Error::Internal("packet size"))?;
         let pad8 = u8::try_from(pad).map_err(|_| Error::Internal("padding size"))?;
         let start = out.len();
         out.reserve(4 + packet_len + 64);
         out.extend_from_slice(&packet_len32.to_be_bytes());
         out.push(pad8);
-        out.extend_from_slice(payload);
+        for part in parts {
+            out.extend_from_slice(part);
+        }
         let pad_start = out.len();
         out.resize(pad_start + pad, 0);
         if matches!(self.kind, SealKind::None) {

@@ -187,7 +187,6 @@ pub struct Session {
     next_request: u64,
 
     events: VecDeque<Event>,
-    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Session {
@@ -279,7 +278,6 @@ impl Session {
             outbound_requests: VecDeque::new(),
             next_request: 0,
             events: VecDeque::new(),
-            scratch: Vec::new(),
         };
         s.tx.extend_from_slice(&s.our_version);
         s.tx.extend_from_slice(b"\r\n");
@@ -490,8 +488,13 @@ impl Session {
 
     /// Seals one payload into the transmit buffer, now.
     fn seal(&mut self, payload: &[u8]) -> Result<()> {
+        self.seal_parts(&[payload])
+    }
+
+    /// Seals one payload given in parts (see `Sealer::seal_parts`).
+    fn seal_parts(&mut self, parts: &[&[u8]]) -> Result<()> {
         let before = self.tx.len();
-        self.sealer.seal(self.send_seq, payload, &mut self.tx)?;
+        self.sealer.seal_parts(self.send_seq, parts, &mut self.tx)?;
         self.send_seq = self.send_seq.wrapping_add(1);
         self.bytes_since_kex += (self.tx.len() - before) as u64;
         self.packets_since_kex += 1;

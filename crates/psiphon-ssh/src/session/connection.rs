@@ -135,20 +135,15 @@ impl Session {
         let total = data.len().min(ch.remote_window as usize);
         let remote = ch.remote_id;
         ch.remote_window -= u32::try_from(total).map_err(|_| Error::Internal("window"))?;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let mut result = Ok(total);
         for chunk in data[..total].chunks(max_packet) {
-            scratch.clear();
-            scratch.put_u8(msg::CHANNEL_DATA);
-            scratch.put_u32(remote);
-            scratch.put_string(chunk);
-            if let Err(e) = self.seal(&scratch) {
-                result = Err(e);
-                break;
-            }
+            let mut header = [0u8; 9];
+            header[0] = msg::CHANNEL_DATA;
+            header[1..5].copy_from_slice(&remote.to_be_bytes());
+            let len = u32::try_from(chunk.len()).map_err(|_| Error::Internal("chunk"))?;
+            header[5..9].copy_from_slice(&len.to_be_bytes());
+            self.seal_parts(&[&header, chunk])?;
         }
-        self.scratch = scratch;
-        result
+        Ok(total)
     }
 
     /// Copies received data out. Reading is what grants the peer more window.
