@@ -51,5 +51,6 @@ for spec in "aes128-gcm@openssh.com" "chacha20-poly1305@openssh.com" "aes128-ctr
   "$B/wait-quiet.sh" 15 3 300 >/dev/null || true
   echo "== psiphon-ssh, $spec"
   "$B/proxy-throughput.sh" socks5 127.0.0.1:$OUR_SOCKS -n "$RUNS" --cpu "client:$CPID" --cpu "server:$SPID" | grep -E 'RESULT|cpu'
+  echo "peak RSS: client $(awk '/VmHWM/ {print $2, $3}' /proc/$CPID/status), server $(awk '/VmHWM/ {print $2, $3}' /proc/$SPID/status)"
   kill "$CPID"; wait "$CPID" 2>/dev/null || true; CPID=
 done
