@@ -161,6 +161,32 @@ impl std::fmt::Debug for DirectionKeys {
     }
 }
 
+impl DirectionKeys {
+    fn chacha_key(&self) -> Result<&[u8; chacha::KEY_LEN]> {
+        self.key
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Internal("chacha key"))
+    }
+
+    /// The AES key for a CTR cipher, its starting counter, and the MAC.
+    fn ctr_parts(&self) -> Result<(UnboundCipherKey, Counter, MacAlg, hmac::Key)> {
+        let alg = if self.cipher == CipherAlg::Aes128Ctr {
+            &AES_128
+        } else {
+            &AES_256
+        };
+        let key = UnboundCipherKey::new(alg, &self.key).map_err(crypto("ctr key"))?;
+        let mac = self.mac.ok_or(Error::Internal("ctr without mac"))?;
+        Ok((
+            key,
+            Counter::from_iv(&self.iv)?,
+            mac,
+            hmac::Key::new(mac.hmac_alg(), &self.mac_key),
+        ))
+    }
+}
+
 fn crypto(what: &'static str) -> impl FnOnce(aws_lc_rs::error::Unspecified) -> Error {
     move |_| Error::Crypto(what)
 }
@@ -265,29 +291,16 @@ impl Sealer {
                 SealKind::Gcm(Gcm::new(k.cipher, &k.key, &k.iv)?)
             }
             CipherAlg::ChaCha20Poly1305 => {
-                let key: &[u8; chacha::KEY_LEN] = k
-                    .key
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Internal("chacha key"))?;
-                SealKind::ChaCha(chacha::SealingKey::new(key))
+                SealKind::ChaCha(chacha::SealingKey::new(k.chacha_key()?))
             }
             CipherAlg::Aes128Ctr | CipherAlg::Aes256Ctr => {
-                let alg = if k.cipher == CipherAlg::Aes128Ctr {
-                    &AES_128
-                } else {
-                    &AES_256
-                };
-                let key = EncryptingKey::ctr(
-                    UnboundCipherKey::new(alg, &k.key).map_err(crypto("ctr key"))?,
-                )
-                .map_err(crypto("ctr key"))?;
-                let mac = k.mac.ok_or(Error::Internal("ctr without mac"))?;
+                let (key, ctr, mac, mac_key) = k.ctr_parts()?;
+                let key = EncryptingKey::ctr(key).map_err(crypto("ctr key"))?;
                 SealKind::Ctr(Box::new(CtrSeal {
                     key,
-                    ctr: Counter::from_iv(&k.iv)?,
+                    ctr,
                     mac,
-                    mac_key: hmac::Key::new(mac.hmac_alg(), &k.mac_key),
+                    mac_key,
                 }))
             }
         };
@@ -478,29 +491,16 @@ impl Opener {
                 OpenKind::Gcm(Gcm::new(k.cipher, &k.key, &k.iv)?)
             }
             CipherAlg::ChaCha20Poly1305 => {
-                let key: &[u8; chacha::KEY_LEN] = k
-                    .key
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Internal("chacha key"))?;
-                OpenKind::ChaCha(chacha::OpeningKey::new(key))
+                OpenKind::ChaCha(chacha::OpeningKey::new(k.chacha_key()?))
             }
             CipherAlg::Aes128Ctr | CipherAlg::Aes256Ctr => {
-                let alg = if k.cipher == CipherAlg::Aes128Ctr {
-                    &AES_128
-                } else {
-                    &AES_256
-                };
-                let key = DecryptingKey::ctr(
-                    UnboundCipherKey::new(alg, &k.key).map_err(crypto("ctr key"))?,
-                )
-                .map_err(crypto("ctr key"))?;
-                let mac = k.mac.ok_or(Error::Internal("ctr without mac"))?;
+                let (key, ctr, mac, mac_key) = k.ctr_parts()?;
+                let key = DecryptingKey::ctr(key).map_err(crypto("ctr key"))?;
                 OpenKind::Ctr(Box::new(CtrOpen {
                     key,
-                    ctr: Counter::from_iv(&k.iv)?,
+                    ctr,
                     mac,
-                    mac_key: hmac::Key::new(mac.hmac_alg(), &k.mac_key),
+                    mac_key,
                     first_block_done: false,
                 }))
             }

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use proptest::prelude::*;
 use psiphon_ssh::{
-    ChannelRead, ClientAuth, ClientConfig, Error, ErrorKind, Event, PrivateKey, ServerConfig,
-    Session,
+    ChannelId, ChannelRead, ClientAuth, ClientConfig, Error, ErrorKind, Event, PrivateKey,
+    ServerConfig, Session,
 };
 
 fn host_key() -> Arc<PrivateKey> {
@@ -65,6 +65,25 @@ fn pump(a: &mut Session, b: &mut Session, chunk: usize) -> (Vec<Event>, Vec<Even
         }
     }
     panic!("pump did not settle");
+}
+
+/// Opens a channel from the client and accepts it on the server: (client id, server id).
+fn open_accepted(c: &mut Session, s: &mut Session) -> (ChannelId, ChannelId) {
+    let id = c.open_channel("x", &[]).unwrap();
+    let (_, se) = pump(c, s, usize::MAX);
+    let sid = se
+        .iter()
+        .find_map(|e| {
+            if let Event::ChannelOpenRequest { id, .. } = e {
+                Some(*id)
+            } else {
+                None
+            }
+        })
+        .expect("the server saw the open");
+    s.accept_channel(sid).unwrap();
+    pump(c, s, usize::MAX);
+    (id, sid)
 }
 
 fn connected() -> (Session, Session) {
@@ -128,20 +147,7 @@ fn channel_data_eof_and_close_in_the_core() {
 #[test]
 fn window_is_granted_only_as_the_reader_consumes() {
     let (mut c, mut s) = connected();
-    let id = c.open_channel("x", &[]).unwrap();
-    let (_, se) = pump(&mut c, &mut s, usize::MAX);
-    let sid = se
-        .iter()
-        .find_map(|e| {
-            if let Event::ChannelOpenRequest { id, .. } = e {
-                Some(*id)
-            } else {
-                None
-            }
-        })
-        .unwrap();
-    s.accept_channel(sid).unwrap();
-    pump(&mut c, &mut s, usize::MAX);
+    let (id, sid) = open_accepted(&mut c, &mut s);
     let window = psiphon_ssh::Config::default().channel_window as usize;
     let data = vec![0u8; window + 100];
     let sent = c.channel_write(id, &data).unwrap();
@@ -294,20 +300,7 @@ fn rekey_by_time_and_by_the_server() {
 #[test]
 fn data_written_during_a_rekey_waits_and_then_flows() {
     let (mut c, mut s) = connected();
-    let id = c.open_channel("x", &[]).unwrap();
-    let (_, se) = pump(&mut c, &mut s, usize::MAX);
-    let sid = se
-        .iter()
-        .find_map(|e| {
-            if let Event::ChannelOpenRequest { id, .. } = e {
-                Some(*id)
-            } else {
-                None
-            }
-        })
-        .unwrap();
-    s.accept_channel(sid).unwrap();
-    pump(&mut c, &mut s, usize::MAX);
+    let (id, sid) = open_accepted(&mut c, &mut s);
     c.rekey(Instant::now()).unwrap();
     // While our KEXINIT is out, the core takes no channel data (RFC 4253 §7.1)...
     assert_eq!(c.channel_write(id, b"during").unwrap(), 0);
