@@ -21,4 +21,4 @@ fi
 # The OpenSSH interop tests skip themselves when OpenSSH is absent; here it is present, so make a
 # missing binary a failure instead of a silent skip.
 export PSIPHON_REQUIRE_OPENSSH=1
-cargo test --workspace --locked "$@"
+cargo test --workspace --all-features --locked "$@"

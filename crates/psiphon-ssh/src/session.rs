@@ -514,6 +514,17 @@ impl Session {
         }
     }
 
+    /// Processes `payload` as if it had arrived decrypted and authenticated: lets a fuzzer or
+    /// test reach the message parsers behind the MAC. Only with the `fuzzing` feature.
+    #[cfg(feature = "fuzzing")]
+    pub fn inject_payload_for_fuzzing(&mut self, payload: &[u8], now: Instant) -> Result<()> {
+        if self.phase == Phase::Closed {
+            return Err(Error::ConnectionClosed);
+        }
+        self.recv_count += 1;
+        self.guard(|s| s.dispatch(payload, now))
+    }
+
     fn dispatch(&mut self, payload: &[u8], now: Instant) -> Result<()> {
         let Some(&kind) = payload.first() else {
             return Err(Error::protocol("empty packet"));

@@ -343,3 +343,44 @@ proptest! {
         prop_assert!(c.is_authenticated() && s.is_authenticated());
     }
 }
+
+/// Arbitrary SSH messages after authentication, past the MAC: the connection-protocol parsers
+/// (channels, windows, global requests) return errors or carry on; they never panic.
+#[cfg(feature = "fuzzing")]
+mod injected {
+    use super::*;
+
+    /// A connection-protocol message type, often addressed to the open channel (id 0), then
+    /// arbitrary bytes.
+    fn message() -> impl Strategy<Value = Vec<u8>> {
+        (
+            80u8..=100,
+            any::<bool>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(kind, to_channel_zero, rest)| {
+                let mut m = vec![kind];
+                if to_channel_zero {
+                    m.extend_from_slice(&[0, 0, 0, 0]);
+                }
+                m.extend_from_slice(&rest);
+                m
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn injected_messages_never_panic(msgs in proptest::collection::vec(message(), 1..12)) {
+            let (mut c, mut s) = connected();
+            let _ = open_accepted(&mut c, &mut s);
+            for m in &msgs {
+                let _ = s.inject_payload_for_fuzzing(m, Instant::now());
+                let _ = c.inject_payload_for_fuzzing(m, Instant::now());
+                while s.poll_event().is_some() {}
+                while c.poll_event().is_some() {}
+            }
+        }
+    }
+}
