@@ -1,0 +1,6 @@
+#![doc = include_str!("../README.md")]
+
+pub mod config;
+pub mod notice;
+pub mod proxy;
+pub mod tunnel;
