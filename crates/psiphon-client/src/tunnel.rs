@@ -1,1 +1,314 @@
-//! (work in progress)
+//! One tunnel to one server: transport dial, OSSH, SSH with the Psiphon password payload, the
+//! `psiphon-handshake`, then `psiphon-connected`, `psiphon-status` and keepalives.
+//!
+//! Policy (which server, which protocol, when to retry) belongs to the caller; this module only
+//! knows how to build and use one tunnel.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use psiphon_obfs::{ClientConfig as OsshConfig, Keyword, ObfuscatedStream};
+use psiphon_protocol::api::{
+    self, ApiParams, ConnectedResponse, HandshakeResponse, StatusResponse,
+};
+use psiphon_protocol::{ServerEntry, SshPasswordPayload, TunnelProtocol};
+use psiphon_ssh::{ClientAuth, ClientConfig, Connection, Handle, MacAlg, PublicKey};
+use tokio::net::TcpStream;
+
+/// Who this client is, as the Psiphon API reports it.
+#[derive(Debug, Clone)]
+pub struct ClientParams {
+    /// 32 hex digits, one per client process (tunnel-core's `SessionId`).
+    pub session_id: String,
+    /// `PropagationChannelId`.
+    pub propagation_channel_id: String,
+    /// `SponsorId`.
+    pub sponsor_id: String,
+    /// `ClientVersion` (an integer string).
+    pub client_version: String,
+    /// `ClientPlatform`.
+    pub client_platform: String,
+}
+
+impl ClientParams {
+    fn base(&self) -> ApiParams {
+        ApiParams::base(
+            &self.propagation_channel_id,
+            &self.sponsor_id,
+            &self.client_version,
+            &self.client_platform,
+        )
+        .with_str("session_id", &self.session_id)
+    }
+}
+
+/// Where a tunnel failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server entry lacks what this protocol needs.
+    #[error("server entry unusable for {protocol}: {reason}")]
+    Entry {
+        /// The protocol.
+        protocol: TunnelProtocol,
+        /// What is missing.
+        reason: String,
+    },
+    /// The TCP connection failed.
+    #[error("{protocol} dial failed: {source}")]
+    Dial {
+        /// The protocol.
+        protocol: TunnelProtocol,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The whole establishment (dial, OSSH, SSH) took too long.
+    #[error("{protocol} establishment timed out after {0:?}", .timeout)]
+    Timeout {
+        /// The protocol.
+        protocol: TunnelProtocol,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The SSH layer failed.
+    #[error("{step}: {source}")]
+    Ssh {
+        /// What we were doing.
+        step: &'static str,
+        /// The SSH error.
+        #[source]
+        source: psiphon_ssh::Error,
+    },
+    /// An API request failed or its response was malformed.
+    #[error("{request}: {reason}")]
+    Api {
+        /// The request name.
+        request: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Who is at fault, for choosing what to try next.
+pub use psiphon_ssh::ErrorKind;
+
+impl Error {
+    /// Who is at fault.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Entry { .. } => ErrorKind::Config,
+            Error::Dial { source, .. } => match source.kind() {
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
+                    ErrorKind::Blocked
+                }
+                std::io::ErrorKind::TimedOut => ErrorKind::Blocked,
+                _ => ErrorKind::Local,
+            },
+            Error::Timeout { .. } => ErrorKind::Blocked,
+            Error::Ssh { source, .. } => source.kind(),
+            Error::Api { .. } => ErrorKind::ServerRejected,
+        }
+    }
+}
+
+/// An established, handshaken tunnel.
+#[derive(Debug)]
+pub struct Tunnel {
+    conn: Connection,
+    /// The server's entry.
+    pub entry: ServerEntry,
+    /// The protocol used.
+    pub protocol: TunnelProtocol,
+    /// What the server said in the handshake.
+    pub handshake: HandshakeResponse,
+    /// How long dial + OSSH + SSH + handshake took.
+    pub establishment: Duration,
+}
+
+fn entry_error(protocol: TunnelProtocol, reason: &str) -> Error {
+    Error::Entry {
+        protocol,
+        reason: reason.to_owned(),
+    }
+}
+
+/// A plausible OpenSSH client identification, as tunnel-core picks one per dial.
+fn client_version_string() -> String {
+    let mut r = [0u8; 2];
+    let _ = aws_lc_rs::rand::fill(&mut r);
+    format!("SSH-2.0-OpenSSH_{}.{}", 7 + (r[0] % 2), r[1] % 10)
+}
+
+/// Dials `entry` over `protocol` (OSSH or SSH), authenticates and runs the handshake.
+pub async fn establish(
+    entry: &ServerEntry,
+    protocol: TunnelProtocol,
+    params: &ClientParams,
+    timeout: Duration,
+) -> Result<Tunnel, Error> {
+    let start = Instant::now();
+    let (conn, handshake) =
+        tokio::time::timeout(timeout, dial_and_handshake(entry, protocol, params))
+            .await
+            .map_err(|_| Error::Timeout { protocol, timeout })??;
+    Ok(Tunnel {
+        conn,
+        entry: entry.clone(),
+        protocol,
+        handshake,
+        establishment: start.elapsed(),
+    })
+}
+
+async fn dial_and_handshake(
+    entry: &ServerEntry,
+    protocol: TunnelProtocol,
+    params: &ClientParams,
+) -> Result<(Connection, HandshakeResponse), Error> {
+    if !matches!(protocol, TunnelProtocol::Ossh | TunnelProtocol::Ssh) {
+        return Err(entry_error(protocol, "only SSH and OSSH are implemented"));
+    }
+    let port = entry
+        .dial_port(protocol)
+        .map_err(|e| entry_error(protocol, &e.to_string()))?;
+    let host_key = entry
+        .ssh_host_key()
+        .ok_or_else(|| entry_error(protocol, "no sshHostKey"))?;
+    let host_key =
+        PublicKey::from_base64(host_key).map_err(|e| entry_error(protocol, &e.to_string()))?;
+    let user = entry
+        .ssh_username()
+        .ok_or_else(|| entry_error(protocol, "no sshUsername"))?;
+    let password = entry
+        .ssh_password()
+        .ok_or_else(|| entry_error(protocol, "no sshPassword"))?;
+    let payload = SshPasswordPayload {
+        session_id: params.session_id.clone(),
+        ssh_password: password.to_owned(),
+        client_capabilities: vec!["server-requests".to_owned()],
+        sponsor_id: params.sponsor_id.clone(),
+    };
+    let mut ssh = ClientConfig::new(user, ClientAuth::Password(payload.to_json()), host_key);
+    ssh.common.version = client_version_string();
+    // Encrypt-then-MAC shows packet lengths in clear; tunnel-core never offers it with OSSH.
+    ssh.common.macs = vec![MacAlg::HmacSha256, MacAlg::HmacSha512];
+
+    let addr = SocketAddr::new(entry.ip_address(), port);
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|source| Error::Dial { protocol, source })?;
+    let _ = tcp.set_nodelay(true);
+    let conn = if protocol == TunnelProtocol::Ossh {
+        let key = entry
+            .ssh_obfuscated_key()
+            .ok_or_else(|| entry_error(protocol, "no sshObfuscatedKey"))?;
+        let keyword = Keyword::new(key).map_err(|e| entry_error(protocol, &e.to_string()))?;
+        let ossh = ObfuscatedStream::client(tcp, &OsshConfig::new(keyword))
+            .map_err(|e| entry_error(protocol, &e.to_string()))?;
+        psiphon_ssh::connect(ossh, ssh).await
+    } else {
+        psiphon_ssh::connect(tcp, ssh).await
+    }
+    .map_err(|source| Error::Ssh {
+        step: "ssh handshake",
+        source,
+    })?;
+
+    let body = params
+        .base()
+        .with_relay_protocol(protocol)
+        .with_dial_port_number(port)
+        .to_json();
+    let reply = request(&conn.handle(), api::HANDSHAKE_REQUEST_NAME, body.as_bytes()).await?;
+    let handshake = HandshakeResponse::from_json(&reply).map_err(|e| Error::Api {
+        request: api::HANDSHAKE_REQUEST_NAME,
+        reason: e.to_string(),
+    })?;
+    Ok((conn, handshake))
+}
+
+async fn request(handle: &Handle, name: &'static str, body: &[u8]) -> Result<Vec<u8>, Error> {
+    match handle.global_request(name, body).await {
+        Ok(Some(reply)) => Ok(reply),
+        Ok(None) => Err(Error::Api {
+            request: name,
+            reason: "refused by the server".to_owned(),
+        }),
+        Err(source) => Err(Error::Ssh { step: name, source }),
+    }
+}
+
+impl Tunnel {
+    /// A handle for opening port forwards.
+    pub fn handle(&self) -> Handle {
+        self.conn.handle()
+    }
+
+    /// Sends `psiphon-connected`; returns the server's `connected_timestamp`, which the client
+    /// keeps as `last_connected`.
+    pub async fn connected(
+        &self,
+        params: &ClientParams,
+        last_connected: Option<&str>,
+    ) -> Result<String, Error> {
+        let ms = i64::try_from(self.establishment.as_millis()).unwrap_or(i64::MAX);
+        let body = params
+            .base()
+            .with_last_connected(last_connected)
+            .with_establishment_duration_ms(ms)
+            .to_json();
+        let reply = request(&self.handle(), api::CONNECTED_REQUEST_NAME, body.as_bytes()).await?;
+        let r = ConnectedResponse::from_json(&reply).map_err(|e| Error::Api {
+            request: api::CONNECTED_REQUEST_NAME,
+            reason: e.to_string(),
+        })?;
+        Ok(r.connected_timestamp)
+    }
+
+    /// Sends `psiphon-status` with the given `statusData` object.
+    pub async fn status(
+        &self,
+        params: &ClientParams,
+        status_data: serde_json::Value,
+    ) -> Result<StatusResponse, Error> {
+        let body = params.base().with_status_data(status_data).to_json();
+        let reply = request(&self.handle(), api::STATUS_REQUEST_NAME, body.as_bytes()).await?;
+        StatusResponse::from_json(&reply).map_err(|e| Error::Api {
+            request: api::STATUS_REQUEST_NAME,
+            reason: e.to_string(),
+        })
+    }
+
+    /// One `keepalive@openssh.com` with 0–255 random bytes; an answer (success or failure)
+    /// within `timeout` means the tunnel is alive.
+    pub async fn keepalive(&self, timeout: Duration) -> Result<Duration, Error> {
+        let mut len = [0u8; 1];
+        let _ = aws_lc_rs::rand::fill(&mut len);
+        let mut payload = vec![0u8; usize::from(len[0])];
+        let _ = aws_lc_rs::rand::fill(&mut payload);
+        let start = Instant::now();
+        match tokio::time::timeout(
+            timeout,
+            self.handle()
+                .global_request(psiphon_ssh::msg::KEEPALIVE, &payload),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(start.elapsed()),
+            Ok(Err(source)) => Err(Error::Ssh {
+                step: "keepalive",
+                source,
+            }),
+            Err(_) => Err(Error::Ssh {
+                step: "keepalive",
+                source: psiphon_ssh::Error::Unresponsive,
+            }),
+        }
+    }
+
+    /// Waits until the SSH connection closes.
+    pub async fn closed(&self) -> psiphon_ssh::Error {
+        self.conn.closed().await
+    }
+}
