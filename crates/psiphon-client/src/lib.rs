@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod config;
+pub mod controller;
 pub mod notice;
 pub mod proxy;
 pub mod tunnel;

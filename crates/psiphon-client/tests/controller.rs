@@ -1,0 +1,167 @@
+//! The controller: picks a working server among dead ones, and when the server dies, notices,
+//! waits, and reconnects, while forwards asked for in between wait for the new tunnel.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{echo_origin, params, test_server};
+use psiphon_client::controller::{Controller, Observer, Settings};
+use psiphon_client::tunnel::{self, Tunnel};
+use psiphon_protocol::{ServerEntry, TunnelProtocol};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+#[derive(Debug)]
+enum Seen {
+    Up(TunnelProtocol),
+    Down,
+    Failed,
+    Connected,
+}
+
+struct Recorder(mpsc::UnboundedSender<Seen>, Mutex<Vec<String>>);
+
+impl Observer for Recorder {
+    fn tunnel_up(&self, t: &Tunnel) {
+        let _ = self.0.send(Seen::Up(t.protocol));
+    }
+    fn tunnel_down(&self, reason: &str) {
+        self.1.lock().unwrap().push(reason.to_owned());
+        let _ = self.0.send(Seen::Down);
+    }
+    fn candidate_failed(&self, _: &ServerEntry, _: TunnelProtocol, _: &tunnel::Error) {
+        let _ = self.0.send(Seen::Failed);
+    }
+    fn connected(&self, _: &str) {
+        let _ = self.0.send(Seen::Connected);
+    }
+}
+
+async fn next_up(rx: &mut mpsc::UnboundedReceiver<Seen>) -> TunnelProtocol {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(Seen::Up(p)) = rx.recv().await {
+                return p;
+            }
+        }
+    })
+    .await
+    .expect("no tunnel came up")
+}
+
+async fn echo_through(active: &psiphon_client::controller::ActiveTunnel, origin: u16) {
+    let mut ch = active
+        .open("127.0.0.1", origin, Duration::from_secs(30))
+        .await
+        .unwrap();
+    ch.write_all(b"ping").await.unwrap();
+    ch.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    ch.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"ping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_the_live_server_and_reconnects_after_it_restarts() {
+    let mut server = test_server().await;
+    let origin = echo_origin().await;
+    // Two dead candidates (nothing listens on their ports) and the live one.
+    let dead: Vec<ServerEntry> = (0..2)
+        .map(|_| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut f = server.entry.fields().clone();
+            f.insert(
+                "ipAddress".into(),
+                json!(format!("127.0.0.{}", 2 + port % 200)),
+            );
+            f.insert("sshPort".into(), json!(port));
+            f.insert("sshObfuscatedPort".into(), json!(port));
+            ServerEntry::from_fields(f).unwrap()
+        })
+        .collect();
+    let mut entries = dead;
+    entries.push(server.entry.clone());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let recorder = Arc::new(Recorder(tx, Mutex::new(Vec::new())));
+    let settings = Settings {
+        round_pause: Duration::from_millis(100),
+        establish_timeout: Duration::from_secs(5),
+        keepalive_period: (Duration::from_secs(1), Duration::from_secs(2)),
+        keepalive_timeout: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let (controller, active) = Controller::new(params(), entries, settings, recorder.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(controller.run(async move {
+        let _ = stop_rx.await;
+    }));
+
+    next_up(&mut rx).await;
+    assert!(active.is_up());
+    echo_through(&active, origin).await;
+
+    // The server dies: the controller notices, and forwards wait for the next tunnel.
+    server.stop().await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(rx.recv().await, Some(Seen::Down)) {}
+    })
+    .await
+    .expect("the controller did not notice the dead tunnel");
+    let waiting = {
+        let active = active.clone();
+        tokio::spawn(async move { echo_through(&active, origin).await })
+    };
+    server.start().await;
+    next_up(&mut rx).await;
+    tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    echo_through(&active, origin).await;
+
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!active.is_up(), "no tunnel is advertised after shutdown");
+    let reasons = recorder.1.lock().unwrap().clone();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("closed") || r.contains("keepalive")),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_fail_clearly_when_no_tunnel_comes() {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let (controller, active) = Controller::new(
+        params(),
+        Vec::new(),
+        Settings {
+            round_pause: Duration::from_millis(50),
+            ..Settings::default()
+        },
+        Arc::new(Recorder(tx, Mutex::new(Vec::new()))),
+    );
+    let run = tokio::spawn(controller.run(std::future::pending()));
+    let err = active
+        .open("example.org", 80, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, psiphon_client::controller::ForwardError::NoTunnel),
+        "{err}"
+    );
+    run.abort();
+}
