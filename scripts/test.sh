@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -18,7 +19,8 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# The OpenSSH interop tests skip themselves when OpenSSH is absent; here it is present, so make a
-# missing binary a failure instead of a silent skip.
+# The OpenSSH and curl tests skip themselves when those programs are absent; here they are
+# installed, so make a missing binary a failure instead of a silent skip.
 export PSIPHON_REQUIRE_OPENSSH=1
+export PSIPHON_REQUIRE_CURL=1
 cargo test --workspace --all-features --locked "$@"
