@@ -1,0 +1,225 @@
+//! The Psiphon API over SSH global requests: `psiphon-handshake`, `psiphon-connected`,
+//! `psiphon-status`. One [`ApiState`] per tunnel; the clock is passed in.
+
+use std::time::SystemTime;
+
+use psiphon_protocol::api::{
+    self, ApiParams, LAST_CONNECTED_NONE, PACKED_API_PARAMETERS_PREFIX, PADDING_MAX_BYTES,
+    normalize_client_platform, validate_connected_params, validate_handshake_params,
+    validate_status_params,
+};
+use psiphon_protocol::{ConnectedResponse, HandshakeResponse, StatusResponse};
+use serde_json::{Map, Value};
+
+use crate::log::EventLog;
+use crate::psinet::Database;
+use crate::time::{rfc3339, rfc3339_hour, utc_date};
+
+/// The region reported while there is no GeoIP lookup.
+pub const REGION_NONE: &str = "None";
+
+/// Handshake parameters copied into `server_tunnel` and `unique_user` events: client-reported
+/// metadata only, never addresses or URLs.
+const LOGGED_PARAMS: &[&str] = &[
+    "propagation_channel_id",
+    "sponsor_id",
+    "client_version",
+    "client_build_rev",
+    "device_region",
+    "egress_region",
+    "network_type",
+    "ssh_client_version",
+    "upstream_proxy_type",
+    "server_entry_region",
+    "server_entry_source",
+    "server_entry_timestamp",
+    "dial_port_number",
+    "is_replay",
+    "dial_duration",
+    "candidate_number",
+    "established_tunnels_count",
+    "tls_profile",
+    "tls_version",
+    "applied_tactics_tag",
+    "split_tunnel",
+];
+
+/// What a completed handshake told us about the client.
+#[derive(Debug, Clone)]
+pub struct HandshakeInfo {
+    /// `sponsor_id`.
+    pub sponsor_id: String,
+    /// Normalised `client_platform`.
+    pub client_platform: String,
+    /// `client_version`.
+    pub client_version: String,
+    /// Fields for the `server_tunnel` event.
+    pub log_fields: Map<String, Value>,
+}
+
+/// The API state of one tunnel.
+#[derive(Debug, Default)]
+pub struct ApiState {
+    handshake: Option<HandshakeInfo>,
+    /// (UTC date, timestamp) of the last connected response.
+    connected: Option<(String, String)>,
+    status_requests: u64,
+}
+
+/// What a request needs from the server.
+#[derive(Debug)]
+pub struct ApiContext<'a> {
+    /// psinet data.
+    pub psinet: &'a Database,
+    /// The event log.
+    pub log: &'a EventLog,
+    /// The tunnel's session id (from the SSH password).
+    pub session_id: &'a str,
+}
+
+fn params_of(body: &[u8]) -> Option<ApiParams> {
+    if body.starts_with(&PACKED_API_PARAMETERS_PREFIX) {
+        // Packed CBOR parameters are not supported yet: the client falls back to JSON.
+        return None;
+    }
+    ApiParams::from_json(body).ok()
+}
+
+fn padding(params: &ApiParams) -> String {
+    api::make_padding(params.pad_response(PADDING_MAX_BYTES))
+}
+
+impl ApiState {
+    /// The handshake, once completed.
+    pub fn handshake(&self) -> Option<&HandshakeInfo> {
+        self.handshake.as_ref()
+    }
+
+    /// How many status requests were accepted.
+    pub fn status_requests(&self) -> u64 {
+        self.status_requests
+    }
+
+    /// Handles one request; `Some(body)` is a success reply, `None` a failure reply.
+    pub fn handle(
+        &mut self,
+        name: &str,
+        body: &[u8],
+        ctx: &ApiContext<'_>,
+        now: SystemTime,
+    ) -> Option<String> {
+        match name {
+            api::HANDSHAKE_REQUEST_NAME => self.handshake_request(body, ctx, now),
+            api::CONNECTED_REQUEST_NAME => self.connected_request(body, ctx, now),
+            api::STATUS_REQUEST_NAME => self.status_request(body),
+            _ => None,
+        }
+    }
+
+    fn handshake_request(
+        &mut self,
+        body: &[u8],
+        ctx: &ApiContext<'_>,
+        now: SystemTime,
+    ) -> Option<String> {
+        if self.handshake.is_some() {
+            return None;
+        }
+        let params = params_of(body)?;
+        validate_handshake_params(&params).ok()?;
+        let sponsor_id = params.get_str("sponsor_id").ok()?.to_owned();
+        let client_version = params.get_str("client_version").ok()?.to_owned();
+        let platform = normalize_client_platform(params.get_str("client_platform").ok()?);
+        let device_region = params.optional_str("device_region").unwrap_or_default();
+        let response = HandshakeResponse {
+            homepages: ctx.psinet.homepages(
+                &sponsor_id,
+                REGION_NONE,
+                REGION_NONE,
+                device_region,
+                platform.is_mobile(),
+            ),
+            upgrade_client_version: ctx
+                .psinet
+                .upgrade_client_version(&client_version, platform.name())
+                .unwrap_or_default(),
+            https_request_regexes: ctx.psinet.https_request_regexes(&sponsor_id),
+            client_region: REGION_NONE.to_owned(),
+            server_timestamp: rfc3339(now),
+            padding: padding(&params),
+            ..HandshakeResponse::default()
+        };
+        let mut log_fields = Map::new();
+        for &key in LOGGED_PARAMS {
+            if let Some(v) = params.get(key) {
+                log_fields.insert(key.to_owned(), v.clone());
+            }
+        }
+        self.handshake = Some(HandshakeInfo {
+            sponsor_id,
+            client_platform: platform.name().to_owned(),
+            client_version,
+            log_fields,
+        });
+        Some(response.to_json())
+    }
+
+    fn connected_request(
+        &mut self,
+        body: &[u8],
+        ctx: &ApiContext<'_>,
+        now: SystemTime,
+    ) -> Option<String> {
+        let handshake = self.handshake.as_ref()?;
+        let params = params_of(body)?;
+        validate_connected_params(&params).ok()?;
+        let today = utc_date(now);
+        if let Some((date, timestamp)) = &self.connected
+            && *date == today
+        {
+            return Some(
+                ConnectedResponse {
+                    connected_timestamp: timestamp.clone(),
+                    padding: padding(&params),
+                }
+                .to_json(),
+            );
+        }
+        let last = params.get_str("last_connected").ok()?;
+        // RFC 3339 dates sort as text; a date before today (or "None") is a new daily user.
+        let unique = last == LAST_CONNECTED_NONE || last.get(..10).is_some_and(|d| *d < *today);
+        if unique {
+            let mut fields = handshake.log_fields.clone();
+            fields.insert("client_region".to_owned(), Value::from(REGION_NONE));
+            fields.insert(
+                "client_platform".to_owned(),
+                Value::from(handshake.client_platform.clone()),
+            );
+            fields.insert("session_id".to_owned(), Value::from(ctx.session_id));
+            ctx.log.event("unique_user", fields);
+        }
+        let timestamp = rfc3339_hour(now);
+        self.connected = Some((today, timestamp.clone()));
+        Some(
+            ConnectedResponse {
+                connected_timestamp: timestamp,
+                padding: padding(&params),
+            }
+            .to_json(),
+        )
+    }
+
+    fn status_request(&mut self, body: &[u8]) -> Option<String> {
+        self.handshake.as_ref()?;
+        let params = params_of(body)?;
+        validate_status_params(&params).ok()?;
+        self.status_requests += 1;
+        Some(
+            StatusResponse {
+                invalid_server_entry_tags: Vec::new(),
+                padding: padding(&params),
+            }
+            .to_json(),
+        )
+    }
+}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+
+pub mod api;
+pub mod bogon;
+pub mod cli;
+pub mod config;
+mod error;
+pub mod generate;
+pub mod log;
+pub mod pem;
+pub mod psinet;
+mod server;
+pub mod time;
+pub mod traffic_rules;
+mod tunnel;
+
+pub use config::Config;
+pub use error::{Error, ErrorKind, Result};
+pub use generate::{GenerateOptions, Generated, generate, generate_files};
+pub use server::{Server, ServerStats, run};

@@ -1,0 +1,128 @@
+//! The event log: one JSON object per line, as tunnel-core's logrus JSON formatter writes.
+//!
+//! Privacy: callers pass only fields that hold no client IP, destination, URL or secret; this
+//! module adds only `timestamp`, `host_id` and `event_name`/`level`.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::time::rfc3339_millis;
+
+/// Log levels, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Debug.
+    Debug,
+    /// Info (events).
+    Info,
+    /// Warning.
+    Warning,
+    /// Error.
+    Error,
+}
+
+impl Level {
+    /// From `LogLevel`.
+    pub fn from_name(name: &str) -> Level {
+        match name {
+            "debug" => Level::Debug,
+            "warning" | "warn" => Level::Warning,
+            "error" => Level::Error,
+            _ => Level::Info,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// A JSON-lines log shared by every task.
+pub struct EventLog {
+    sink: Mutex<Box<dyn Write + Send>>,
+    host_id: String,
+    level: Level,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("host_id", &self.host_id)
+            .field("level", &self.level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventLog {
+    /// Appends to `path` (created with mode 0600), or writes to stderr when `None`.
+    ///
+    /// # Errors
+    /// [`Error::Write`] if the file cannot be opened.
+    pub fn open(path: Option<&Path>, host_id: &str, level: Level) -> Result<EventLog> {
+        let sink: Box<dyn Write + Send> = match path {
+            Some(p) => Box::new(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(p)
+                    .map_err(|source| Error::Write {
+                        path: p.to_owned(),
+                        source,
+                    })?,
+            ),
+            None => Box::new(io::stderr()),
+        };
+        Ok(EventLog {
+            sink: Mutex::new(sink),
+            host_id: host_id.to_owned(),
+            level,
+        })
+    }
+
+    fn write(&self, mut fields: Map<String, Value>) {
+        fields.insert("host_id".to_owned(), Value::String(self.host_id.clone()));
+        fields.insert(
+            "timestamp".to_owned(),
+            Value::String(rfc3339_millis(SystemTime::now())),
+        );
+        let mut line = Value::Object(fields).to_string();
+        line.push('\n');
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        // A log that cannot be written must not stop the server.
+        let _ = sink.write_all(line.as_bytes());
+        let _ = sink.flush();
+    }
+
+    /// Logs an event (`event_name` plus `fields`) at info level.
+    pub fn event(&self, name: &str, mut fields: Map<String, Value>) {
+        if self.level > Level::Info {
+            return;
+        }
+        fields.insert("event_name".to_owned(), Value::String(name.to_owned()));
+        self.write(fields);
+    }
+
+    /// Logs a message (`level`, `msg`).
+    pub fn message(&self, level: Level, msg: &str) {
+        if level < self.level {
+            return;
+        }
+        let mut fields = Map::new();
+        fields.insert("level".to_owned(), Value::String(level.name().to_owned()));
+        fields.insert("msg".to_owned(), Value::String(msg.to_owned()));
+        self.write(fields);
+    }
+}

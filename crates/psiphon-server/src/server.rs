@@ -1,0 +1,291 @@
+//! Listeners: one per tunnel protocol, a bound on concurrent handshakes, graceful shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use psiphon_obfs::{Keyword, SeedHistory};
+use psiphon_ssh::MacAlg;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::log::{EventLog, Level};
+use crate::psinet::Database;
+use crate::traffic_rules::TrafficRules;
+use crate::tunnel;
+
+/// A tunnel protocol a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// Plain SSH.
+    Ssh,
+    /// Obfuscated SSH.
+    Ossh,
+}
+
+impl Protocol {
+    fn from_name(name: &str) -> Option<Protocol> {
+        match name {
+            "SSH" => Some(Protocol::Ssh),
+            "OSSH" => Some(Protocol::Ossh),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Protocol::Ssh => "SSH",
+            Protocol::Ossh => "OSSH",
+        }
+    }
+}
+
+/// Counters over the server's life.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) auth_failures: AtomicU64,
+    pub(crate) handshake_failures: AtomicU64,
+    pub(crate) tunnels: AtomicU64,
+}
+
+/// A snapshot of the server's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Password checks that failed.
+    pub auth_failures: u64,
+    /// Connections that did not complete the OSSH/SSH handshake (probes, timeouts, bad auth).
+    pub handshake_failures: u64,
+    /// Tunnels that completed the SSH handshake and have ended.
+    pub tunnels: u64,
+}
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) psinet: Database,
+    pub(crate) rules: TrafficRules,
+    pub(crate) log: EventLog,
+    pub(crate) ssh: psiphon_ssh::ServerConfig,
+    /// SSH under OSSH: no encrypt-then-MAC, as tunnel-core (ETM leaks packet lengths).
+    pub(crate) ssh_under_ossh: psiphon_ssh::ServerConfig,
+    pub(crate) obfs: Option<psiphon_obfs::ServerConfig>,
+    pub(crate) handshakes: Arc<Semaphore>,
+    pub(crate) counters: Counters,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addrs: BTreeMap<String, SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Opens the log, reads the psinet database and traffic rules, binds one listener per
+    /// protocol in `TunnelProtocolPorts` on `ServerIPAddress` and starts serving.
+    ///
+    /// # Errors
+    /// [`Error::Read`], [`Error::ConfigFile`]/[`Error::ConfigValue`] for the referenced
+    /// files, [`Error::Listen`] if a port cannot be bound.
+    pub async fn start(config: Config) -> Result<Server> {
+        let log = EventLog::open(
+            config.log_filename.as_deref(),
+            &config.host_id,
+            Level::from_name(&config.log_level),
+        )?;
+        for warning in &config.warnings {
+            log.message(Level::Warning, warning);
+        }
+        if !config.geoip_database_filenames.is_empty() {
+            log.message(
+                Level::Warning,
+                "GeoIPDatabaseFilenames: GeoIP lookup is not implemented; client_region is None",
+            );
+        }
+        let psinet = match &config.psinet_database_filename {
+            Some(path) => Database::read(path)?,
+            None => Database::default(),
+        };
+        let rules = match &config.traffic_rules_filename {
+            Some(path) => TrafficRules::read(path)?,
+            None => TrafficRules::default(),
+        };
+        let mut ssh = psiphon_ssh::ServerConfig::new(Arc::clone(&config.ssh_private_key));
+        ssh.common.version = config.ssh_server_version.clone();
+        let mut ssh_under_ossh = ssh.clone();
+        ssh_under_ossh.common.macs = MacAlg::ALL
+            .iter()
+            .copied()
+            .filter(|m| !m.is_etm())
+            .collect();
+        let obfs = if config.tunnel_protocol_ports.contains_key("OSSH") {
+            let keyword = Keyword::new(&config.obfuscated_ssh_key)
+                .map_err(|e| Error::value("config", "ObfuscatedSSHKey", e.to_string()))?;
+            let obfs = psiphon_obfs::ServerConfig::new(keyword, Arc::new(SeedHistory::default()))
+                .with_handshake_timeout(config.handshake_timeout)
+                .map_err(|e| Error::value("config", "handshake timeout", e.to_string()))?;
+            Some(obfs)
+        } else {
+            None
+        };
+        let ip: IpAddr = config
+            .server_ip_address
+            .parse()
+            .map_err(|_| Error::value("config", "ServerIPAddress", "not an IP address"))?;
+
+        let mut bound = Vec::new();
+        let mut addrs = BTreeMap::new();
+        for (name, &port) in &config.tunnel_protocol_ports {
+            let protocol = Protocol::from_name(name)
+                .ok_or_else(|| Error::UnsupportedProtocol(name.clone()))?;
+            let listener = TcpListener::bind((ip, port))
+                .await
+                .map_err(|source| Error::Listen {
+                    protocol: name.clone(),
+                    address: format!("{ip}:{port}"),
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| Error::Listen {
+                protocol: name.clone(),
+                address: format!("{ip}:{port}"),
+                source,
+            })?;
+            addrs.insert(name.clone(), local);
+            bound.push((protocol, listener));
+        }
+
+        let handshakes = Arc::new(Semaphore::new(config.max_concurrent_ssh_handshakes));
+        let shared = Arc::new(Shared {
+            config,
+            psinet,
+            rules,
+            log,
+            ssh,
+            ssh_under_ossh,
+            obfs,
+            handshakes,
+            counters: Counters::default(),
+        });
+        let (shutdown, _) = watch::channel(false);
+        let listeners = bound
+            .into_iter()
+            .map(|(protocol, listener)| {
+                tokio::spawn(listen(
+                    Arc::clone(&shared),
+                    protocol,
+                    listener,
+                    shutdown.subscribe(),
+                ))
+            })
+            .collect();
+        let ports: Vec<String> = addrs
+            .iter()
+            .map(|(name, addr)| format!("{name}:{}", addr.port()))
+            .collect();
+        shared.log.message(
+            Level::Info,
+            &format!("server started, listening for {}", ports.join(", ")),
+        );
+        Ok(Server {
+            addrs,
+            shutdown,
+            listeners,
+            shared,
+        })
+    }
+
+    /// The bound address of a protocol's listener (useful with port 0).
+    pub fn local_addr(&self, protocol: &str) -> Option<SocketAddr> {
+        self.addrs.get(protocol).copied()
+    }
+
+    /// The server's counters so far.
+    pub fn stats(&self) -> ServerStats {
+        let c = &self.shared.counters;
+        ServerStats {
+            auth_failures: c.auth_failures.load(Ordering::Relaxed),
+            handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
+            tunnels: c.tunnels.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops accepting, disconnects every client, waits until each tunnel has logged its
+    /// `server_tunnel` event.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for listener in std::mem::take(&mut self.listeners) {
+            let _ = listener.await;
+        }
+        let stats = self.stats();
+        self.shared.log.message(
+            Level::Info,
+            &format!(
+                "server stopped: {} tunnels, {} auth failures, {} failed handshakes",
+                stats.tunnels, stats.auth_failures, stats.handshake_failures
+            ),
+        );
+    }
+}
+
+/// Runs a server until `shutdown` completes, then stops it gracefully.
+///
+/// # Errors
+/// As [`Server::start`].
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let server = Server::start(config).await?;
+    shutdown.await;
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn listen(
+    shared: Arc<Shared>,
+    protocol: Protocol,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        // A permit before accept: at most MaxConcurrentSSHHandshakes handshakes at once.
+        let permit = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            permit = Arc::clone(&shared.handshakes).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                conns.spawn(tunnel::serve(
+                    Arc::clone(&shared),
+                    protocol,
+                    tcp,
+                    peer.ip(),
+                    permit,
+                    shutdown.clone(),
+                ));
+            }
+            Err(_) => {
+                // Out of descriptors or similar: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}

@@ -1,0 +1,451 @@
+//! One client connection: OSSH and SSH handshake, authentication, API requests, port
+//! forwards, and the `server_tunnel` event at disconnect.
+//!
+//! Privacy: the peer address is used only for the OSSH seed history and is dropped once the
+//! handshake ends; destinations are never logged.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use psiphon_obfs::ObfuscatedStream;
+use psiphon_protocol::SshPasswordPayload;
+use psiphon_ssh::msg::{channel_type, open_failure};
+use psiphon_ssh::{Connection, Incoming, IncomingChannel, IncomingRequest, PasswordCheck};
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::api::{ApiContext, ApiState, REGION_NONE};
+use crate::bogon::is_bogon;
+use crate::server::{Protocol, Shared};
+use crate::time::rfc3339_millis;
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The password callback: parses the payload, compares user and password in constant time,
+/// keeps the payload for the tunnel. Failures are only counted.
+fn password_check(
+    shared: &Arc<Shared>,
+    slot: Arc<Mutex<Option<SshPasswordPayload>>>,
+) -> PasswordCheck {
+    let shared = Arc::clone(shared);
+    Box::new(move |user, password| {
+        let accepted = SshPasswordPayload::parse(password).ok().filter(|p| {
+            let user_ok = ct_eq(user, &shared.config.ssh_user_name);
+            let password_ok = ct_eq(&p.ssh_password, &shared.config.ssh_password);
+            user_ok & password_ok
+        });
+        match accepted {
+            Some(payload) => {
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(payload);
+                true
+            }
+            None => {
+                shared
+                    .counters
+                    .auth_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    })
+}
+
+/// Serves one accepted TCP connection until it closes or the server shuts down.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    protocol: Protocol,
+    tcp: TcpStream,
+    peer: IpAddr,
+    handshake_permit: OwnedSemaphorePermit,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let start_time = SystemTime::now();
+    let start = Instant::now();
+    let _ = tcp.set_nodelay(true);
+    let slot = Arc::new(Mutex::new(None));
+    let check = password_check(&shared, Arc::clone(&slot));
+    let handshake = async {
+        match protocol {
+            Protocol::Ossh => {
+                let obfs = shared.obfs.as_ref().ok_or(())?;
+                let stream = ObfuscatedStream::accept_from(tcp, obfs, Some(peer))
+                    .await
+                    .map_err(|_| ())?;
+                psiphon_ssh::accept(stream, shared.ssh_under_ossh.clone(), check)
+                    .await
+                    .map_err(|_| ())
+            }
+            Protocol::Ssh => psiphon_ssh::accept(tcp, shared.ssh.clone(), check)
+                .await
+                .map_err(|_| ()),
+        }
+    };
+    let result = tokio::select! {
+        r = tokio::time::timeout(shared.config.handshake_timeout, handshake) => r,
+        _ = shutdown.wait_for(|stop| *stop) => return,
+    };
+    drop(handshake_permit);
+    let payload = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let (conn, payload) = match (result, payload) {
+        (Ok(Ok(conn)), Some(payload)) => (conn, payload),
+        _ => {
+            shared
+                .counters
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let rules = &shared.rules;
+    let tunnel = Tunnel {
+        shared: Arc::clone(&shared),
+        protocol,
+        payload,
+        api: ApiState::default(),
+        stats: Arc::new(ForwardStats::default()),
+        forwards: JoinSet::new(),
+        open_slots: Arc::new(Semaphore::new(rules.max_tcp_port_forward_count)),
+        dial_slots: Arc::new(Semaphore::new(rules.max_tcp_dialing_port_forward_count)),
+        start_time,
+        start,
+    };
+    tunnel.run(conn, shutdown).await;
+    shared.counters.tunnels.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Byte and port-forward counts of one tunnel.
+#[derive(Debug, Default)]
+struct ForwardStats {
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+    current: AtomicU64,
+    peak: AtomicU64,
+    total: AtomicU64,
+}
+
+/// Decrements the open count when a forward ends (also when aborted).
+struct OpenForward(Arc<ForwardStats>);
+
+impl OpenForward {
+    fn new(stats: &Arc<ForwardStats>) -> OpenForward {
+        stats.total.fetch_add(1, Ordering::Relaxed);
+        let now = stats.current.fetch_add(1, Ordering::Relaxed) + 1;
+        stats.peak.fetch_max(now, Ordering::Relaxed);
+        OpenForward(Arc::clone(stats))
+    }
+}
+
+impl Drop for OpenForward {
+    fn drop(&mut self) {
+        self.0.current.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct Tunnel {
+    shared: Arc<Shared>,
+    protocol: Protocol,
+    payload: SshPasswordPayload,
+    api: ApiState,
+    stats: Arc<ForwardStats>,
+    forwards: JoinSet<()>,
+    open_slots: Arc<Semaphore>,
+    dial_slots: Arc<Semaphore>,
+    start_time: SystemTime,
+    start: Instant,
+}
+
+impl Tunnel {
+    async fn run(mut self, mut conn: Connection, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            while self.forwards.try_join_next().is_some() {}
+            let incoming = tokio::select! {
+                incoming = conn.next_incoming() => incoming,
+                _ = shutdown.wait_for(|stop| *stop) => None,
+            };
+            match incoming {
+                None => break,
+                Some(Incoming::GlobalRequest(request)) => self.request(request),
+                Some(Incoming::Channel(channel)) => self.channel(channel),
+                Some(_) => {}
+            }
+        }
+        drop(conn);
+        self.forwards.shutdown().await;
+        self.log_tunnel();
+    }
+
+    fn request(&mut self, request: IncomingRequest) {
+        let ctx = ApiContext {
+            psinet: &self.shared.psinet,
+            log: &self.shared.log,
+            session_id: &self.payload.session_id,
+        };
+        let name = request.name().to_owned();
+        match self
+            .api
+            .handle(&name, request.data(), &ctx, SystemTime::now())
+        {
+            Some(body) => request.reply(true, body.as_bytes()),
+            None => request.reply(false, &[]),
+        }
+    }
+
+    fn channel(&mut self, channel: IncomingChannel) {
+        let kind = channel.kind();
+        if kind != channel_type::DIRECT_TCPIP && kind != channel_type::DIRECT_TCPIP_NO_SPLIT_TUNNEL
+        {
+            channel.reject(open_failure::UNKNOWN_CHANNEL_TYPE, "unknown channel type");
+            return;
+        }
+        if self.api.handshake().is_none() {
+            channel.reject(
+                open_failure::ADMINISTRATIVELY_PROHIBITED,
+                "port forward before handshake",
+            );
+            return;
+        }
+        let Ok((host, port)) = psiphon_ssh::parse_direct_tcpip_extra(channel.extra()) else {
+            channel.reject(open_failure::CONNECT_FAILED, "invalid port forward");
+            return;
+        };
+        let Ok(open_permit) = Arc::clone(&self.open_slots).try_acquire_owned() else {
+            channel.reject(open_failure::RESOURCE_SHORTAGE, "too many port forwards");
+            return;
+        };
+        let Ok(dial_permit) = Arc::clone(&self.dial_slots).try_acquire_owned() else {
+            channel.reject(
+                open_failure::RESOURCE_SHORTAGE,
+                "too many dialing port forwards",
+            );
+            return;
+        };
+        let forward = Forward {
+            open: OpenForward::new(&self.stats),
+            _open_permit: open_permit,
+            allow_bogons: self.shared.config.allow_bogons,
+            dial_timeout: self.shared.rules.dial_tcp_port_forward_timeout,
+            idle_timeout: self.shared.rules.idle_tcp_port_forward_timeout,
+        };
+        self.forwards
+            .spawn(forward.run(channel, host, port, dial_permit));
+    }
+
+    fn log_tunnel(&self) {
+        let handshake = self.api.handshake();
+        let mut f = Map::new();
+        let mut put = |k: &str, v: Value| {
+            f.insert(k.to_owned(), v);
+        };
+        let load = |a: &AtomicU64| Value::from(a.load(Ordering::Relaxed));
+        put("session_id", Value::from(self.payload.session_id.clone()));
+        put("relay_protocol", Value::from(self.protocol.name()));
+        put("handshake_completed", Value::from(handshake.is_some()));
+        put("start_time", Value::from(rfc3339_millis(self.start_time)));
+        let duration_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        put("duration", Value::from(duration_ms));
+        put("bytes_up_tcp", load(&self.stats.bytes_up));
+        put("bytes_down_tcp", load(&self.stats.bytes_down));
+        put("bytes_up_udp", Value::from(0));
+        put("bytes_down_udp", Value::from(0));
+        put(
+            "peak_concurrent_port_forward_count_tcp",
+            load(&self.stats.peak),
+        );
+        put("total_port_forward_count_tcp", load(&self.stats.total));
+        put(
+            "status_request_count",
+            Value::from(self.api.status_requests()),
+        );
+        for key in [
+            "client_region",
+            "client_city",
+            "client_isp",
+            "client_asn",
+            "client_aso",
+        ] {
+            put(key, Value::from(REGION_NONE));
+        }
+        match handshake {
+            Some(h) => {
+                for (k, v) in &h.log_fields {
+                    f.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                f.insert("sponsor_id".to_owned(), Value::from(h.sponsor_id.clone()));
+                f.insert(
+                    "client_platform".to_owned(),
+                    Value::from(h.client_platform.clone()),
+                );
+                f.insert(
+                    "client_version".to_owned(),
+                    Value::from(h.client_version.clone()),
+                );
+            }
+            None => {
+                f.insert(
+                    "sponsor_id".to_owned(),
+                    Value::from(self.payload.sponsor_id.clone()),
+                );
+            }
+        }
+        self.shared.log.event("server_tunnel", f);
+    }
+}
+
+/// One port forward's settings and accounting.
+struct Forward {
+    open: OpenForward,
+    _open_permit: OwnedSemaphorePermit,
+    allow_bogons: bool,
+    dial_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+enum DialError {
+    Bogon,
+    Failed,
+}
+
+async fn dial(host: &str, port: u16, allow_bogons: bool) -> Result<TcpStream, DialError> {
+    let addr: SocketAddr = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| DialError::Failed)?
+        .next()
+        .ok_or(DialError::Failed)?;
+    if !allow_bogons && is_bogon(addr.ip()) {
+        return Err(DialError::Bogon);
+    }
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|_| DialError::Failed)?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+impl Forward {
+    async fn run(
+        self,
+        channel: IncomingChannel,
+        host: String,
+        port: u16,
+        dial_permit: OwnedSemaphorePermit,
+    ) {
+        let dialed =
+            tokio::time::timeout(self.dial_timeout, dial(&host, port, self.allow_bogons)).await;
+        drop(dial_permit);
+        drop(host);
+        let tcp = match dialed {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(DialError::Bogon)) => {
+                channel.reject(
+                    open_failure::ADMINISTRATIVELY_PROHIBITED,
+                    "destination not allowed",
+                );
+                return;
+            }
+            _ => {
+                channel.reject(open_failure::CONNECT_FAILED, "dial failed");
+                return;
+            }
+        };
+        let Ok(channel) = channel.accept() else {
+            return;
+        };
+        let stats = &self.open.0;
+        let epoch = Instant::now();
+        let activity = AtomicU64::new(0);
+        let mut up = Counted {
+            inner: channel,
+            bytes: &stats.bytes_up,
+            activity: &activity,
+            epoch,
+        };
+        let mut down = Counted {
+            inner: tcp,
+            bytes: &stats.bytes_down,
+            activity: &activity,
+            epoch,
+        };
+        let relay = tokio::io::copy_bidirectional(&mut up, &mut down);
+        let idle = idle_watch(&activity, epoch, self.idle_timeout);
+        tokio::select! {
+            _ = relay => {}
+            () = idle => {}
+        }
+    }
+}
+
+/// Completes once no byte has moved for `timeout`.
+async fn idle_watch(activity: &AtomicU64, epoch: Instant, timeout: Duration) {
+    let tick = (timeout / 4).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(tick).await;
+        let last = Duration::from_millis(activity.load(Ordering::Relaxed));
+        if epoch.elapsed().saturating_sub(last) >= timeout {
+            return;
+        }
+    }
+}
+
+/// Counts bytes read through it and notes the time of the last activity.
+struct Counted<'a, S> {
+    inner: S,
+    bytes: &'a AtomicU64,
+    activity: &'a AtomicU64,
+    epoch: Instant,
+}
+
+impl<S> Counted<'_, S> {
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.activity.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            let n = buf.filled().len().saturating_sub(before);
+            if n > 0 {
+                this.bytes
+                    .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+                this.touch();
+            }
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
