@@ -1,0 +1,1 @@
+//! HTTP proxy request parsing (in progress).

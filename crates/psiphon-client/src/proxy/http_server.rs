@@ -1,0 +1,5 @@
+//! The local HTTP proxy (in progress).
+
+/// The local HTTP proxy (in progress).
+#[derive(Debug)]
+pub struct HttpProxy;
