@@ -1,0 +1,187 @@
+//! The whole client, as the `psiphon` binary and `psinet quickstart` run it: local proxies in
+//! front of the controller's active tunnel, with tunnel-core's notices.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use psiphon_protocol::{ServerEntry, TunnelProtocol};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::controller::{ActiveTunnel, Controller, ForwardError, Observer, Settings};
+use crate::notice::Notices;
+use crate::proxy::{DialError, DialFuture, Dialer, HttpProxy, Shutdown, SocksProxy};
+use crate::tunnel::{self, ClientParams, Tunnel};
+
+/// How long a new port forward waits for a tunnel before it fails.
+const FORWARD_WAIT: Duration = Duration::from_secs(20);
+
+/// The proxies' dialer: a `direct-tcpip` channel on the active tunnel.
+#[derive(Debug, Clone)]
+struct TunnelDialer(ActiveTunnel);
+
+impl Dialer for TunnelDialer {
+    fn dial(&self, host: String, port: u16) -> DialFuture {
+        let active = self.0.clone();
+        Box::pin(async move {
+            match active.open(&host, port, FORWARD_WAIT).await {
+                Ok(ch) => Ok(Box::new(ch) as crate::proxy::ProxyStream),
+                Err(ForwardError::Refused(why)) => Err(DialError::Refused(why)),
+                Err(ForwardError::NoTunnel) => Err(DialError::Unavailable("no tunnel".to_owned())),
+                Err(ForwardError::Failed(why)) => Err(DialError::Unavailable(why)),
+            }
+        })
+    }
+}
+
+/// Turns controller events into tunnel-core's notices.
+struct NoticeObserver {
+    notices: Notices,
+    client_version: String,
+}
+
+impl Observer for NoticeObserver {
+    fn tunnel_up(&self, t: &Tunnel) {
+        let id = t.entry.diagnostic_id();
+        self.notices.active_tunnel(&id, t.protocol.name());
+        self.notices
+            .connected_server_region(t.entry.region().unwrap_or(""));
+        let h = &t.handshake;
+        if !h.client_region.is_empty() {
+            self.notices.client_region(&h.client_region);
+        }
+        for url in &h.homepages {
+            self.notices.homepage(url);
+        }
+        if h.upgrade_client_version.is_empty() {
+            self.notices.client_is_latest_version(&self.client_version);
+        } else {
+            self.notices
+                .client_upgrade_available(&h.upgrade_client_version);
+        }
+        if !h.server_timestamp.is_empty() {
+            self.notices.server_timestamp(&id, &h.server_timestamp);
+        }
+        self.notices.traffic_rate_limits(
+            &id,
+            h.upstream_bytes_per_second,
+            h.downstream_bytes_per_second,
+        );
+        self.notices.tunnels(1);
+    }
+
+    fn tunnel_down(&self, reason: &str) {
+        self.notices.tunnels(0);
+        self.notices.info(&format!("tunnel failed: {reason}"));
+    }
+
+    fn candidate_failed(
+        &self,
+        entry: &ServerEntry,
+        protocol: TunnelProtocol,
+        error: &tunnel::Error,
+    ) {
+        self.notices.info(&format!(
+            "server {} {} failed: {error}",
+            entry.diagnostic_id(),
+            protocol.name()
+        ));
+    }
+
+    fn connected(&self, _timestamp: &str) {}
+}
+
+/// A running client.
+#[derive(Debug)]
+pub struct Client {
+    /// The SOCKS proxy's address, unless disabled.
+    pub socks: Option<SocketAddr>,
+    /// The HTTP proxy's address, unless disabled.
+    pub http: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    proxies: Shutdown,
+    task: JoinHandle<()>,
+}
+
+/// Starts the proxies and the controller over `entries`.
+pub async fn start(
+    config: &Config,
+    entries: Vec<ServerEntry>,
+    notices: Notices,
+) -> Result<Client, crate::proxy::ProxyError> {
+    let session_id = match &config.session_id {
+        Some(id) if !id.is_empty() => id.clone(),
+        _ => psiphon_protocol::make_session_id().unwrap_or_else(|_| "0".repeat(32)),
+    };
+    notices.session_id(&session_id);
+    let params = ClientParams {
+        session_id,
+        propagation_channel_id: config.propagation_channel_id.clone(),
+        sponsor_id: config.sponsor_id.clone(),
+        client_version: config.client_version.clone(),
+        client_platform: config.client_platform.clone(),
+    };
+    let settings = Settings {
+        workers: config.connection_worker_pool_size.unwrap_or(10).max(1),
+        protocols: config.limit_tunnel_protocols.clone(),
+        ..Settings::default()
+    };
+    let observer = Arc::new(NoticeObserver {
+        notices: notices.clone(),
+        client_version: config.client_version.clone(),
+    });
+    let (controller, active) = Controller::new(params, entries, settings, observer);
+    let dialer: Arc<dyn Dialer> = Arc::new(TunnelDialer(active));
+    let proxies = Shutdown::new();
+    let listen = config.listen_ip();
+    let socks = if config.disable_local_socks_proxy {
+        None
+    } else {
+        let p = SocksProxy::bind(
+            SocketAddr::new(listen, config.local_socks_proxy_port.unwrap_or(0)),
+            dialer.clone(),
+            notices.clone(),
+        )
+        .await?;
+        let addr = p.local_addr();
+        tokio::spawn(p.run(proxies.clone()));
+        Some(addr)
+    };
+    let http = if config.disable_local_http_proxy {
+        None
+    } else {
+        let p = HttpProxy::bind(
+            SocketAddr::new(listen, config.local_http_proxy_port.unwrap_or(0)),
+            dialer,
+            notices.clone(),
+        )
+        .await?;
+        let addr = p.local_addr();
+        tokio::spawn(p.run(proxies.clone()));
+        Some(addr)
+    };
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(controller.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok(Client {
+        socks,
+        http,
+        stop: Some(stop),
+        proxies,
+        task,
+    })
+}
+
+impl Client {
+    /// Stops the controller and the proxies, and waits for the controller to finish.
+    pub async fn shutdown(mut self) {
+        self.proxies.trigger();
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
