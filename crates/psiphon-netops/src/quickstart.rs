@@ -69,6 +69,7 @@ pub struct Network {
     /// The client's notices (JSON lines).
     pub notices_path: PathBuf,
     servers: Vec<Server>,
+    server_configs: Vec<PathBuf>,
     client: Client,
     _origin: Origin,
     _temp: Option<tempfile::TempDir>,
@@ -149,6 +150,12 @@ fn write_json(path: &Path, v: &Value) -> Result<(), Error> {
 
 /// Starts the network and waits (up to 30 s) for the client's first tunnel.
 pub async fn start(dir: Option<PathBuf>) -> Result<Network, Error> {
+    start_with(dir, &[]).await
+}
+
+/// Like [`start`], with the client limited to `protocols` (tunnel-core's
+/// `LimitTunnelProtocols`; empty = any).
+pub async fn start_with(dir: Option<PathBuf>, protocols: &[&str]) -> Result<Network, Error> {
     let (temp, dir) = match dir {
         Some(d) => {
             std::fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
@@ -172,10 +179,12 @@ pub async fn start(dir: Option<PathBuf>) -> Result<Network, Error> {
 
     let mut servers = Vec::new();
     let mut entries = Vec::new();
+    let mut server_configs = Vec::new();
     for i in 0..2 {
         let (s, e) = start_server(i, &dir, &sponsor_id, &home_page).await?;
         servers.push(s);
         entries.push(e);
+        server_configs.push(dir.join(format!("server-{i}")).join("psiphond.config"));
     }
     let entry_list: String = entries.iter().map(|e| e.encode() + "\n").collect();
     std::fs::write(dir.join("server-list.dat"), entry_list)
@@ -188,6 +197,7 @@ pub async fn start(dir: Option<PathBuf>) -> Result<Network, Error> {
         "LocalSocksProxyPort": 0,
         "LocalHttpProxyPort": 0,
         "EmitDiagnosticNotices": true,
+        "LimitTunnelProtocols": protocols,
     });
     write_json(&dir.join("client.json"), &client_json)?;
     let (config, _unknown) =
@@ -234,6 +244,7 @@ pub async fn start(dir: Option<PathBuf>) -> Result<Network, Error> {
         dir,
         notices_path,
         servers,
+        server_configs,
         client,
         _origin: origin,
         _temp: temp,
@@ -263,6 +274,24 @@ impl Network {
             home = self.home_page,
             dir = self.dir.display(),
         )
+    }
+
+    /// Stops every server (dropping their tunnels, as a crash would) and starts them again on
+    /// the same ports with the same keys. The client is left alone: it must notice and
+    /// reconnect by itself.
+    pub async fn restart_servers(&mut self) -> Result<(), Error> {
+        for s in self.servers.drain(..) {
+            s.shutdown().await;
+        }
+        for (index, path) in self.server_configs.iter().enumerate() {
+            let config = psiphon_server::Config::read(path)
+                .map_err(|source| Error::Server { index, source })?;
+            let server = Server::start(config)
+                .await
+                .map_err(|source| Error::Server { index, source })?;
+            self.servers.push(server);
+        }
+        Ok(())
     }
 
     /// Stops the client, then the servers.

@@ -222,13 +222,9 @@ impl Tunnel {
             channel.reject(open_failure::RESOURCE_SHORTAGE, "too many port forwards");
             return;
         };
-        let Ok(dial_permit) = Arc::clone(&self.dial_slots).try_acquire_owned() else {
-            channel.reject(
-                open_failure::RESOURCE_SHORTAGE,
-                "too many dialing port forwards",
-            );
-            return;
-        };
+        // As tunnel-core does, a forward beyond the dialing limit waits for a dial slot rather
+        // than failing; the open-forward limit above bounds how many can wait.
+        let dial_slots = Arc::clone(&self.dial_slots);
         let forward = Forward {
             open: OpenForward::new(&self.stats),
             _open_permit: open_permit,
@@ -236,8 +232,12 @@ impl Tunnel {
             dial_timeout: self.shared.rules.dial_tcp_port_forward_timeout,
             idle_timeout: self.shared.rules.idle_tcp_port_forward_timeout,
         };
-        self.forwards
-            .spawn(forward.run(channel, host, port, dial_permit));
+        self.forwards.spawn(async move {
+            let Ok(dial_permit) = dial_slots.acquire_owned().await else {
+                return;
+            };
+            forward.run(channel, host, port, dial_permit).await;
+        });
     }
 
     fn log_tunnel(&self) {
