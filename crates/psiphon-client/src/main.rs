@@ -6,10 +6,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use psiphon_client::config::Config;
-use psiphon_client::notice::Notices;
+use psiphon_client::notice::{NoticeFlags, Notices, obj};
 use psiphon_protocol::ServerEntry;
 
 const USAGE: &str = "usage: psiphon --config FILE [--server-list FILE] [--data-root DIR]";
+
+/// Startup problems are shown whatever `EmitDiagnosticNotices` says: a user who started the
+/// client must see why it stopped or what in their config was ignored. (tunnel-core marks
+/// `Warning` and `Error` diagnostic; these are the same notice types, always emitted.)
+fn always(notices: &Notices, notice_type: &str, message: &str) {
+    notices.emit_with(
+        notice_type,
+        NoticeFlags::NONE,
+        obj([("message", message.into())]),
+    );
+}
 
 struct Args {
     config: PathBuf,
@@ -60,10 +71,14 @@ fn main() -> ExitCode {
     };
     let notices = Notices::stderr(config.emit_diagnostic_notices);
     for key in unknown {
-        notices.warning(&format!(
-            "unknown config key {key:?} in {} (ignored)",
-            args.config.display()
-        ));
+        always(
+            &notices,
+            "Warning",
+            &format!(
+                "unknown config key {key:?} in {} (ignored)",
+                args.config.display()
+            ),
+        );
     }
     // The datastore arrives with issue 4; the directory is made now so the flag is honoured.
     let root = args
@@ -73,13 +88,17 @@ fn main() -> ExitCode {
     if let Some(root) = root
         && let Err(e) = std::fs::create_dir_all(root)
     {
-        notices.error(&format!("data root {}: {e}", root.display()));
+        always(
+            &notices,
+            "Error",
+            &format!("data root {}: {e}", root.display()),
+        );
         return ExitCode::FAILURE;
     }
     let entries = match load_entries(&config, args.server_list.as_deref(), &notices) {
         Ok(e) => e,
         Err(e) => {
-            notices.error(&e);
+            always(&notices, "Error", &e);
             return ExitCode::FAILURE;
         }
     };
@@ -89,7 +108,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            notices.error(&format!("cannot start the runtime: {e}"));
+            always(&notices, "Error", &format!("cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -97,7 +116,7 @@ fn main() -> ExitCode {
         let client = match psiphon_client::app::start(&config, entries, notices.clone()).await {
             Ok(c) => c,
             Err(e) => {
-                notices.error(&e.to_string());
+                always(&notices, "Error", &e.to_string());
                 return ExitCode::FAILURE;
             }
         };
@@ -134,12 +153,13 @@ fn load_entries(
     let list =
         psiphon_protocol::server_entry::decode_server_entry_list(&text, Some("EMBEDDED"), None);
     for bad in &list.errors {
-        notices.warning(&format!(
+        let msg = format!(
             "{}: skipping server entry on line {}: {}",
             path.display(),
             bad.line,
             bad.error
-        ));
+        );
+        always(notices, "Warning", &msg);
     }
     if list.entries.is_empty() {
         return Err(format!("{}: no usable server entries", path.display()));
