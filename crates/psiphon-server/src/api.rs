@@ -170,9 +170,9 @@ impl ApiState {
         ctx: &ApiContext<'_>,
         now: SystemTime,
     ) -> Option<String> {
-        let handshake = self.handshake.as_ref()?;
         let params = params_of(body)?;
         validate_connected_params(&params).ok()?;
+        let handshake = self.handshake.as_mut()?;
         let today = utc_date(now);
         if let Some((date, timestamp)) = &self.connected
             && *date == today
@@ -186,6 +186,12 @@ impl ApiState {
             );
         }
         let last = params.get_str("last_connected").ok()?;
+        // server_tunnel logs these from the connected request, as tunnel-core does.
+        for key in ["last_connected", "establishment_duration"] {
+            if let Some(v) = params.get(key) {
+                handshake.log_fields.insert(key.to_owned(), v.clone());
+            }
+        }
         // RFC 3339 dates sort as text; a date before today (or "None") is a new daily user.
         let unique = last == LAST_CONNECTED_NONE || last.get(..10).is_some_and(|d| *d < *today);
         if unique {
@@ -221,5 +227,87 @@ impl ApiState {
             }
             .to_json(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::log::Level;
+
+    fn base() -> ApiParams {
+        ApiParams::base("ABCDEF", "0123456789ABCDEF", "5", "Android_13")
+    }
+
+    #[test]
+    fn connected_once_per_day_and_unique_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log");
+        let log = EventLog::open(Some(&log_path), "h", Level::Info).unwrap();
+        let psinet = Database::default();
+        let ctx = ApiContext {
+            psinet: &psinet,
+            log: &log,
+            session_id: "00112233445566778899aabbccddeeff",
+        };
+        let mut api = ApiState::default();
+        let day1 = UNIX_EPOCH + Duration::from_secs(1_763_745_903); // 2025-11-21T17:25:03Z
+        let connected = |last: Option<&str>| base().with_last_connected(last).to_json();
+        // Nothing before the handshake.
+        assert!(
+            api.handle("psiphon-connected", connected(None).as_bytes(), &ctx, day1)
+                .is_none()
+        );
+        let hs = base().with_str("relay_protocol", "OSSH").to_json();
+        let body = api
+            .handle("psiphon-handshake", hs.as_bytes(), &ctx, day1)
+            .unwrap();
+        let hs = HandshakeResponse::from_json(body.as_bytes()).unwrap();
+        assert_eq!(hs.server_timestamp, "2025-11-21T17:25:03Z");
+        assert_eq!(api.handshake().unwrap().client_platform, "Android");
+
+        let r = api
+            .handle(
+                "psiphon-connected",
+                connected(Some("2025-11-20T10:00:00Z")).as_bytes(),
+                &ctx,
+                day1,
+            )
+            .unwrap();
+        let ts = ConnectedResponse::from_json(r.as_bytes())
+            .unwrap()
+            .connected_timestamp;
+        assert_eq!(ts, "2025-11-21T17:00:00Z");
+        // Later the same day: the same answer, no new unique user.
+        let later = day1 + Duration::from_secs(3 * 3600);
+        let r = api
+            .handle("psiphon-connected", connected(None).as_bytes(), &ctx, later)
+            .unwrap();
+        assert!(r.contains("2025-11-21T17:00:00Z"));
+        // Next day: accepted again; last_connected from today is not a new unique user.
+        let day2 = day1 + Duration::from_secs(24 * 3600);
+        let r = api
+            .handle(
+                "psiphon-connected",
+                connected(Some("2025-11-22T01:00:00Z")).as_bytes(),
+                &ctx,
+                day2,
+            )
+            .unwrap();
+        assert!(r.contains("2025-11-22T17:00:00Z"));
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        assert_eq!(text.matches("\"unique_user\"").count(), 1, "{text}");
+        assert_eq!(
+            api.handshake().unwrap().log_fields.get("last_connected"),
+            Some(&Value::from("2025-11-22T01:00:00Z"))
+        );
+        // Status needs statusData.
+        assert!(
+            api.handle("psiphon-status", base().to_json().as_bytes(), &ctx, day2)
+                .is_none()
+        );
+        assert_eq!(api.status_requests(), 0);
     }
 }

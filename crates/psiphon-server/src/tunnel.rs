@@ -131,6 +131,8 @@ struct ForwardStats {
     current: AtomicU64,
     peak: AtomicU64,
     total: AtomicU64,
+    dialing: AtomicU64,
+    peak_dialing: AtomicU64,
 }
 
 /// Decrements the open count when a forward ends (also when aborted).
@@ -263,6 +265,12 @@ impl Tunnel {
         );
         put("total_port_forward_count_tcp", load(&self.stats.total));
         put(
+            "peak_concurrent_dialing_port_forward_count_tcp",
+            load(&self.stats.peak_dialing),
+        );
+        put("peak_concurrent_port_forward_count_udp", Value::from(0));
+        put("total_port_forward_count_udp", Value::from(0));
+        put(
             "status_request_count",
             Value::from(self.api.status_requests()),
         );
@@ -339,8 +347,12 @@ impl Forward {
         port: u16,
         dial_permit: OwnedSemaphorePermit,
     ) {
+        let stats = &self.open.0;
+        let dialing = stats.dialing.fetch_add(1, Ordering::Relaxed) + 1;
+        stats.peak_dialing.fetch_max(dialing, Ordering::Relaxed);
         let dialed =
             tokio::time::timeout(self.dial_timeout, dial(&host, port, self.allow_bogons)).await;
+        stats.dialing.fetch_sub(1, Ordering::Relaxed);
         drop(dial_permit);
         drop(host);
         let tcp = match dialed {
@@ -360,7 +372,6 @@ impl Forward {
         let Ok(channel) = channel.accept() else {
             return;
         };
-        let stats = &self.open.0;
         let epoch = Instant::now();
         let activity = AtomicU64::new(0);
         let mut up = Counted {
