@@ -100,3 +100,34 @@ fn config_errors_name_key_and_file_and_unknown_keys_warn() {
     let err = Config::parse(&v.to_string(), "f").unwrap_err();
     assert!(err.to_string().contains("SSHPrivateKey"), "{err}");
 }
+
+/// tunnel-core writes the host key as PKCS#1 (`RSA PRIVATE KEY`); such a config must load,
+/// and serve the same public key. Needs the `openssl` program.
+#[test]
+fn pkcs1_host_key_from_tunnel_core_style_config_loads() {
+    let out = match std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "2048"])
+        .stderr(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => out,
+        _ => {
+            eprintln!("skipped: needs the openssl program");
+            return;
+        }
+    };
+    let pem = String::from_utf8(out.stdout).unwrap();
+    assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let dir = tempfile::tempdir().unwrap();
+    let g = psiphon_server::generate(&common::options(dir.path())).unwrap();
+    let mut v = g.config.clone();
+    v["SSHPrivateKey"] = serde_json::json!(pem);
+    v["SSHHandshakeTimeoutMilliseconds"] = serde_json::json!(1500);
+    let config = Config::parse(&v.to_string(), "psiphond.config").unwrap();
+    assert_eq!(config.ssh_private_key.public_key().key_type(), "ssh-rsa");
+    assert_eq!(
+        config.handshake_timeout,
+        std::time::Duration::from_millis(1500)
+    );
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
