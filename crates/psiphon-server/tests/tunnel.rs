@@ -8,6 +8,7 @@ use aws_lc_rs::digest::{SHA256, digest};
 use common::*;
 use psiphon_protocol::{ApiParams, ConnectedResponse, HandshakeResponse, StatusResponse};
 use psiphon_server::Server;
+use psiphon_ssh::msg::open_failure;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: usize = 1024 * 1024;
@@ -48,7 +49,7 @@ async fn full_session(protocol: &str) {
         .handle()
         .open_direct_tcpip(&origin.ip().to_string(), origin.port())
         .await;
-    assert!(early.is_err(), "forward before handshake was accepted");
+    assert_eq!(refusal(early), open_failure::ADMINISTRATIVELY_PROHIBITED);
     // Connected before the handshake: failure.
     let connected =
         ApiParams::base("ABCDEF0123456789", SPONSOR, "150", "Windows_10").with_last_connected(None);
@@ -84,7 +85,10 @@ async fn full_session(protocol: &str) {
     // Bytes through a port forward, intact.
     relay_through(&conn, origin, 3 * MIB).await;
     // Unknown channel types are refused.
-    assert!(conn.handle().open_channel("session", &[]).await.is_err());
+    assert_eq!(
+        refusal(conn.handle().open_channel("session", &[]).await),
+        open_failure::UNKNOWN_CHANNEL_TYPE
+    );
 
     // Connected twice: the same timestamp, truncated to the hour.
     let first = request(&conn, "psiphon-connected", &connected)
@@ -161,12 +165,21 @@ async fn bogon_destination_refused_without_allow_bogons() {
         .handle()
         .open_direct_tcpip("127.0.0.1", origin.port())
         .await;
-    assert!(refused.is_err(), "loopback forward accepted");
+    assert_eq!(refusal(refused), open_failure::ADMINISTRATIVELY_PROHIBITED);
     let refused = conn
         .handle()
         .open_direct_tcpip("localhost", origin.port())
         .await;
-    assert!(refused.is_err(), "localhost forward accepted");
+    assert_eq!(refusal(refused), open_failure::ADMINISTRATIVELY_PROHIBITED);
+    // The no-split-tunnel variant is checked the same way.
+    let refused = conn
+        .handle()
+        .open_channel(
+            psiphon_ssh::msg::channel_type::DIRECT_TCPIP_NO_SPLIT_TUNNEL,
+            &psiphon_ssh::direct_tcpip_extra("10.0.0.1", 80),
+        )
+        .await;
+    assert_eq!(refusal(refused), open_failure::ADMINISTRATIVELY_PROHIBITED);
     drop(conn);
     server.shutdown().await;
 }
@@ -239,13 +252,20 @@ async fn port_forward_count_is_bounded() {
         .open_direct_tcpip(&host, origin.port())
         .await
         .unwrap();
-    assert!(
-        conn.handle()
-            .open_direct_tcpip(&host, origin.port())
-            .await
-            .is_err()
+    assert_eq!(
+        refusal(conn.handle().open_direct_tcpip(&host, origin.port()).await),
+        open_failure::RESOURCE_SHORTAGE
     );
     drop((a, b));
+    // Closed forwards give their slots back.
+    let start = std::time::Instant::now();
+    loop {
+        match conn.handle().open_direct_tcpip(&host, origin.port()).await {
+            Ok(_) => break,
+            Err(e) => assert!(start.elapsed() < Duration::from_secs(10), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(conn);
     server.shutdown().await;
 }

@@ -210,3 +210,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tee<S> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
+
+/// The reason code of a refused channel open.
+pub fn refusal<T: std::fmt::Debug>(r: psiphon_ssh::Result<T>) -> u32 {
+    match r {
+        Err(psiphon_ssh::Error::ChannelOpenFailed { reason, .. }) => reason,
+        other => panic!("expected a refused channel, got {other:?}"),
+    }
+}
