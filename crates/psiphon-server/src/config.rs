@@ -143,6 +143,9 @@ pub struct Config {
     /// `SSHHandshakeTimeoutMilliseconds`: the deadline for the OSSH and SSH handshakes
     /// including auth (default 30 s).
     pub handshake_timeout: Duration,
+    /// Drop a client after this long without a byte from it; not a JSON key (tunnel-core's
+    /// `SSH_CONNECTION_READ_DEADLINE`, 5 minutes).
+    pub read_deadline: Duration,
     /// Problems found while loading that are not fatal (unknown keys), for the caller to log.
     pub warnings: Vec<String>,
 }
@@ -360,6 +363,7 @@ impl Config {
                 .map_or(DEFAULT_HANDSHAKE_TIMEOUT, |ms| {
                     Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
                 }),
+            read_deadline: crate::deadline::SSH_CONNECTION_READ_DEADLINE,
             warnings: unknown_keys(&map)
                 .into_iter()
                 .map(|k| format!("{file}: unknown config key {k:?} ignored"))

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 
 use crate::api::{ApiContext, ApiState, REGION_NONE};
 use crate::bogon::is_bogon;
+use crate::deadline::ReadDeadline;
 use crate::server::{Protocol, Shared};
 use crate::time::rfc3339_millis;
 
@@ -72,6 +73,7 @@ pub(crate) async fn serve(
     let start_time = SystemTime::now();
     let start = Instant::now();
     let _ = tcp.set_nodelay(true);
+    let tcp = ReadDeadline::new(tcp, shared.config.read_deadline);
     let slot = Arc::new(Mutex::new(None));
     let check = password_check(&shared, Arc::clone(&slot));
     let handshake = async {

@@ -118,6 +118,11 @@ async fn full_session(protocol: &str) {
             .invalid_server_entry_tags
             .is_empty()
     );
+    // The client-verification stub answers an empty success.
+    assert_eq!(
+        request(&conn, "psiphon-client-verification", &status).await,
+        Some(Vec::new())
+    );
     // Unknown requests fail.
     assert!(request(&conn, "psiphon-nonsense", &status).await.is_none());
 
