@@ -1,6 +1,7 @@
 //! The Psiphon API over SSH global requests: `psiphon-handshake`, `psiphon-connected`,
 //! `psiphon-status`. One [`ApiState`] per tunnel; the clock is passed in.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use psiphon_protocol::api::{
@@ -75,6 +76,22 @@ pub struct ApiContext<'a> {
     pub log: &'a EventLog,
     /// The tunnel's session id (from the SSH password).
     pub session_id: &'a str,
+    /// `OwnEncodedServerEntries`: returned to a client that reports its copy of this
+    /// server's entry unsigned (`missing_server_entry_signature`/`_provider_id` = tag).
+    pub own_encoded_server_entries: &'a BTreeMap<String, String>,
+}
+
+/// Shuffles in place (tunnel-core returns home pages in random order).
+fn shuffle<T>(items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let mut b = [0u8; 8];
+        if aws_lc_rs::rand::fill(&mut b).is_err() {
+            return;
+        }
+        let r = u64::from_le_bytes(b);
+        let j = usize::try_from(r % u64::try_from(i + 1).unwrap_or(u64::MAX)).unwrap_or(0);
+        items.swap(i, j);
+    }
 }
 
 fn params_of(body: &[u8]) -> Option<ApiParams> {
@@ -133,14 +150,24 @@ impl ApiState {
         let client_version = params.get_str("client_version").ok()?.to_owned();
         let platform = normalize_client_platform(params.get_str("client_platform").ok()?);
         let device_region = params.optional_str("device_region").unwrap_or_default();
+        let mut homepages = ctx.psinet.homepages(
+            &sponsor_id,
+            REGION_NONE,
+            REGION_NONE,
+            device_region,
+            platform.is_mobile(),
+        );
+        shuffle(&mut homepages);
+        // The tag, not an IP, names the entry, so clients cannot probe for servers.
+        let encoded_server_list = params
+            .optional_str("missing_server_entry_signature")
+            .or_else(|| params.optional_str("missing_server_entry_provider_id"))
+            .and_then(|tag| ctx.own_encoded_server_entries.get(tag))
+            .map(|entry| vec![entry.clone()])
+            .unwrap_or_default();
         let response = HandshakeResponse {
-            homepages: ctx.psinet.homepages(
-                &sponsor_id,
-                REGION_NONE,
-                REGION_NONE,
-                device_region,
-                platform.is_mobile(),
-            ),
+            homepages,
+            encoded_server_list,
             upgrade_client_version: ctx
                 .psinet
                 .upgrade_client_version(&client_version, platform.name())
@@ -253,6 +280,7 @@ mod tests {
             psinet: &psinet,
             log: &log,
             session_id: "00112233445566778899aabbccddeeff",
+            own_encoded_server_entries: &BTreeMap::new(),
         };
         let mut api = ApiState::default();
         let day1 = UNIX_EPOCH + Duration::from_secs(1_763_745_903); // 2025-11-21T17:25:03Z

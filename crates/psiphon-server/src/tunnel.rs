@@ -193,6 +193,7 @@ impl Tunnel {
             psinet: &self.shared.psinet,
             log: &self.shared.log,
             session_id: &self.payload.session_id,
+            own_encoded_server_entries: &self.shared.config.own_encoded_server_entries,
         };
         let name = request.name().to_owned();
         match self

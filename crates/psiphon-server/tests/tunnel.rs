@@ -75,6 +75,8 @@ async fn full_session(protocol: &str) {
     assert_eq!(hs.https_request_regexes.len(), 1);
     assert_eq!(hs.padding, " ".repeat(7));
     assert!(hs.server_timestamp.ends_with('Z') && hs.server_timestamp.len() == 20);
+    // No server list unless the client asks for this server's own entry.
+    assert!(hs.encoded_server_list.is_empty());
     // A second handshake is refused.
     assert!(
         request(&conn, "psiphon-handshake", &handshake_params(protocol))
@@ -163,9 +165,15 @@ async fn bogon_destination_refused_without_allow_bogons() {
     let server = Server::start(fx.config.clone()).await.unwrap();
     let origin = echo_origin().await;
     let conn = connect(&server, &fx.entry, "OSSH").await;
-    request(&conn, "psiphon-handshake", &handshake_params("OSSH"))
-        .await
-        .unwrap();
+    // The client reports its copy of this server's entry unsigned: it gets the entry back.
+    let tag = fx.entry.get_str("tag").unwrap();
+    let params = handshake_params("OSSH").with_missing_server_entry_signature(tag);
+    let body = request(&conn, "psiphon-handshake", &params).await.unwrap();
+    let hs = HandshakeResponse::from_json(&body).unwrap();
+    assert_eq!(
+        hs.encoded_server_list,
+        std::slice::from_ref(&fx.generated.encoded_server_entry)
+    );
     let refused = conn
         .handle()
         .open_direct_tcpip("127.0.0.1", origin.port())
