@@ -19,31 +19,70 @@ use crate::time::{rfc3339, rfc3339_hour, utc_date};
 /// The region reported while there is no GeoIP lookup.
 pub const REGION_NONE: &str = "None";
 
-/// Handshake parameters copied into `server_tunnel` and `unique_user` events: client-reported
-/// metadata only, never addresses or URLs.
-const LOGGED_PARAMS: &[&str] = &[
-    "propagation_channel_id",
-    "sponsor_id",
-    "client_version",
-    "client_build_rev",
-    "device_region",
-    "egress_region",
-    "network_type",
-    "ssh_client_version",
-    "upstream_proxy_type",
-    "server_entry_region",
-    "server_entry_source",
-    "server_entry_timestamp",
-    "dial_port_number",
-    "is_replay",
-    "dial_duration",
-    "candidate_number",
-    "established_tunnels_count",
-    "tls_profile",
-    "tls_version",
-    "applied_tactics_tag",
-    "split_tunnel",
+/// How a logged parameter is written (tunnel-core's `requestParamLog*` flags).
+#[derive(Clone, Copy)]
+enum LogAs {
+    /// As sent.
+    Value,
+    /// A decimal string as a JSON integer.
+    Int,
+    /// `"1"`/`"0"` as a JSON boolean; omitted means `false`.
+    Flag,
+}
+
+/// Handshake parameters copied into `server_tunnel` and `unique_user` events, as tunnel-core
+/// logs them: client-reported metadata only, never addresses, host names or URLs.
+const LOGGED_PARAMS: &[(&str, LogAs)] = &[
+    ("propagation_channel_id", LogAs::Value),
+    ("sponsor_id", LogAs::Value),
+    ("client_version", LogAs::Int),
+    ("client_platform", LogAs::Value),
+    ("client_features", LogAs::Value),
+    ("client_build_rev", LogAs::Value),
+    ("device_region", LogAs::Value),
+    ("egress_region", LogAs::Value),
+    ("network_type", LogAs::Value),
+    ("applied_tactics_tag", LogAs::Value),
+    ("ssh_client_version", LogAs::Value),
+    ("upstream_proxy_type", LogAs::Value),
+    ("tls_profile", LogAs::Value),
+    ("tls_version", LogAs::Value),
+    ("server_entry_region", LogAs::Value),
+    ("server_entry_source", LogAs::Value),
+    ("server_entry_timestamp", LogAs::Value),
+    ("dial_port_number", LogAs::Int),
+    ("is_replay", LogAs::Flag),
+    ("dial_duration", LogAs::Int),
+    ("candidate_number", LogAs::Int),
+    ("established_tunnels_count", LogAs::Int),
+    ("upstream_ossh_padding", LogAs::Int),
+    ("last_connected", LogAs::Value),
+    ("establishment_duration", LogAs::Int),
 ];
+
+/// Copies `keys` of `params` into `fields`, converted as tunnel-core logs them.
+fn copy_log_fields(params: &ApiParams, keys: &[&str], fields: &mut Map<String, Value>) {
+    for &(key, how) in LOGGED_PARAMS {
+        if !keys.contains(&key) {
+            continue;
+        }
+        let value = params.get(key);
+        let logged = match (how, value) {
+            (LogAs::Flag, None) => Some(Value::Bool(false)),
+            (_, None) => None,
+            (LogAs::Value, Some(v)) => Some(v.clone()),
+            (LogAs::Int, Some(v)) => Some(
+                v.as_str()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .map_or_else(|| v.clone(), Value::from),
+            ),
+            (LogAs::Flag, Some(v)) => Some(Value::Bool(v.as_str() == Some("1"))),
+        };
+        if let Some(v) = logged {
+            fields.insert(key.to_owned(), v);
+        }
+    }
+}
 
 /// What a completed handshake told us about the client.
 #[derive(Debug, Clone)]
@@ -179,11 +218,12 @@ impl ApiState {
             ..HandshakeResponse::default()
         };
         let mut log_fields = Map::new();
-        for &key in LOGGED_PARAMS {
-            if let Some(v) = params.get(key) {
-                log_fields.insert(key.to_owned(), v.clone());
-            }
-        }
+        let handshake_keys: Vec<&str> = LOGGED_PARAMS
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| !matches!(*k, "last_connected" | "establishment_duration"))
+            .collect();
+        copy_log_fields(&params, &handshake_keys, &mut log_fields);
         self.handshake = Some(HandshakeInfo {
             sponsor_id,
             client_platform: platform.name().to_owned(),
@@ -216,20 +256,16 @@ impl ApiState {
         }
         let last = params.get_str("last_connected").ok()?;
         // server_tunnel logs these from the connected request, as tunnel-core does.
-        for key in ["last_connected", "establishment_duration"] {
-            if let Some(v) = params.get(key) {
-                handshake.log_fields.insert(key.to_owned(), v.clone());
-            }
-        }
+        copy_log_fields(
+            &params,
+            &["last_connected", "establishment_duration"],
+            &mut handshake.log_fields,
+        );
         // RFC 3339 dates sort as text; a date before today (or "None") is a new daily user.
         let unique = last == LAST_CONNECTED_NONE || last.get(..10).is_some_and(|d| *d < *today);
         if unique {
             let mut fields = handshake.log_fields.clone();
             fields.insert("client_region".to_owned(), Value::from(REGION_NONE));
-            fields.insert(
-                "client_platform".to_owned(),
-                Value::from(handshake.client_platform.clone()),
-            );
             fields.insert("session_id".to_owned(), Value::from(ctx.session_id));
             ctx.log.event("unique_user", fields);
         }

@@ -287,20 +287,9 @@ impl Tunnel {
             put(key, Value::from(REGION_NONE));
         }
         match handshake {
-            Some(h) => {
-                for (k, v) in &h.log_fields {
-                    f.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-                f.insert("sponsor_id".to_owned(), Value::from(h.sponsor_id.clone()));
-                f.insert(
-                    "client_platform".to_owned(),
-                    Value::from(h.client_platform.clone()),
-                );
-                f.insert(
-                    "client_version".to_owned(),
-                    Value::from(h.client_version.clone()),
-                );
-            }
+            // The handshake's parameters as sent (client_platform unnormalised, as
+            // tunnel-core logs it).
+            Some(h) => f.extend(h.log_fields.clone()),
             None => {
                 f.insert(
                     "sponsor_id".to_owned(),

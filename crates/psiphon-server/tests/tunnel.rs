@@ -140,7 +140,11 @@ async fn full_session(protocol: &str) {
     assert_eq!(ev["session_id"], SESSION);
     assert_eq!(ev["handshake_completed"], true);
     assert_eq!(ev["sponsor_id"], SPONSOR);
-    assert_eq!(ev["client_platform"], "Windows");
+    assert_eq!(ev["client_platform"], "Windows_10");
+    assert_eq!(ev["client_version"], 150);
+    assert_eq!(ev["device_region"], "DE");
+    assert_eq!(ev["last_connected"], "None");
+    assert!(ev["duration"].as_u64().is_some());
     assert_eq!(ev["client_region"], "None");
     assert_eq!(ev["total_port_forward_count_tcp"], 1);
     assert!(ev["bytes_up_tcp"].as_u64().unwrap() >= 3 * MIB as u64);
