@@ -286,3 +286,46 @@ async fn port_forward_count_is_bounded() {
     drop(conn);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_ssh_client_is_dropped_at_the_handshake_deadline() {
+    let fx = fixture(true);
+    let server = Server::start(fx.config.clone()).await.unwrap();
+    let mut tcp = tcp_from(server.local_addr("SSH").unwrap(), None).await;
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), tcp.read_to_end(&mut got)).await;
+    assert!(closed.is_ok(), "not closed within 15 s");
+    let held = start.elapsed();
+    assert!(got.starts_with(b"SSH-2.0-Psiphon"));
+    assert!(held >= Duration::from_millis(1800), "closed after {held:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_disconnects_clients_and_logs_their_tunnels() {
+    let fx = fixture(true);
+    let server = Server::start(fx.config.clone()).await.unwrap();
+    let origin = echo_origin().await;
+    let conn = connect(&server, &fx.entry, "OSSH").await;
+    request(&conn, "psiphon-handshake", &handshake_params("OSSH"))
+        .await
+        .unwrap();
+    let _forward = conn
+        .handle()
+        .open_direct_tcpip(&origin.ip().to_string(), origin.port())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown hung with a client connected");
+    tokio::time::timeout(Duration::from_secs(10), conn.closed())
+        .await
+        .expect("client not disconnected");
+    let log = fx.log_text();
+    assert!(log.contains("\"server_tunnel\""), "{log}");
+    assert!(
+        log.contains("\"peak_concurrent_port_forward_count_tcp\":1"),
+        "{log}"
+    );
+}
