@@ -1,6 +1,7 @@
 //! The Psiphon API over SSH global requests: `psiphon-handshake`, `psiphon-connected`,
 //! `psiphon-status`. One [`ApiState`] per tunnel; the clock is passed in.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use psiphon_protocol::api::{
@@ -18,31 +19,70 @@ use crate::time::{rfc3339, rfc3339_hour, utc_date};
 /// The region reported while there is no GeoIP lookup.
 pub const REGION_NONE: &str = "None";
 
-/// Handshake parameters copied into `server_tunnel` and `unique_user` events: client-reported
-/// metadata only, never addresses or URLs.
-const LOGGED_PARAMS: &[&str] = &[
-    "propagation_channel_id",
-    "sponsor_id",
-    "client_version",
-    "client_build_rev",
-    "device_region",
-    "egress_region",
-    "network_type",
-    "ssh_client_version",
-    "upstream_proxy_type",
-    "server_entry_region",
-    "server_entry_source",
-    "server_entry_timestamp",
-    "dial_port_number",
-    "is_replay",
-    "dial_duration",
-    "candidate_number",
-    "established_tunnels_count",
-    "tls_profile",
-    "tls_version",
-    "applied_tactics_tag",
-    "split_tunnel",
+/// How a logged parameter is written (tunnel-core's `requestParamLog*` flags).
+#[derive(Clone, Copy)]
+enum LogAs {
+    /// As sent.
+    Value,
+    /// A decimal string as a JSON integer.
+    Int,
+    /// `"1"`/`"0"` as a JSON boolean; omitted means `false`.
+    Flag,
+}
+
+/// Handshake parameters copied into `server_tunnel` and `unique_user` events, as tunnel-core
+/// logs them: client-reported metadata only, never addresses, host names or URLs.
+const LOGGED_PARAMS: &[(&str, LogAs)] = &[
+    ("propagation_channel_id", LogAs::Value),
+    ("sponsor_id", LogAs::Value),
+    ("client_version", LogAs::Int),
+    ("client_platform", LogAs::Value),
+    ("client_features", LogAs::Value),
+    ("client_build_rev", LogAs::Value),
+    ("device_region", LogAs::Value),
+    ("egress_region", LogAs::Value),
+    ("network_type", LogAs::Value),
+    ("applied_tactics_tag", LogAs::Value),
+    ("ssh_client_version", LogAs::Value),
+    ("upstream_proxy_type", LogAs::Value),
+    ("tls_profile", LogAs::Value),
+    ("tls_version", LogAs::Value),
+    ("server_entry_region", LogAs::Value),
+    ("server_entry_source", LogAs::Value),
+    ("server_entry_timestamp", LogAs::Value),
+    ("dial_port_number", LogAs::Int),
+    ("is_replay", LogAs::Flag),
+    ("dial_duration", LogAs::Int),
+    ("candidate_number", LogAs::Int),
+    ("established_tunnels_count", LogAs::Int),
+    ("upstream_ossh_padding", LogAs::Int),
+    ("last_connected", LogAs::Value),
+    ("establishment_duration", LogAs::Int),
 ];
+
+/// Copies `keys` of `params` into `fields`, converted as tunnel-core logs them.
+fn copy_log_fields(params: &ApiParams, keys: &[&str], fields: &mut Map<String, Value>) {
+    for &(key, how) in LOGGED_PARAMS {
+        if !keys.contains(&key) {
+            continue;
+        }
+        let value = params.get(key);
+        let logged = match (how, value) {
+            (LogAs::Flag, None) => Some(Value::Bool(false)),
+            (_, None) => None,
+            (LogAs::Value, Some(v)) => Some(v.clone()),
+            (LogAs::Int, Some(v)) => Some(
+                v.as_str()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .map_or_else(|| v.clone(), Value::from),
+            ),
+            (LogAs::Flag, Some(v)) => Some(Value::Bool(v.as_str() == Some("1"))),
+        };
+        if let Some(v) = logged {
+            fields.insert(key.to_owned(), v);
+        }
+    }
+}
 
 /// What a completed handshake told us about the client.
 #[derive(Debug, Clone)]
@@ -75,6 +115,22 @@ pub struct ApiContext<'a> {
     pub log: &'a EventLog,
     /// The tunnel's session id (from the SSH password).
     pub session_id: &'a str,
+    /// `OwnEncodedServerEntries`: returned to a client that reports its copy of this
+    /// server's entry unsigned (`missing_server_entry_signature`/`_provider_id` = tag).
+    pub own_encoded_server_entries: &'a BTreeMap<String, String>,
+}
+
+/// Shuffles in place (tunnel-core returns home pages in random order).
+fn shuffle<T>(items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let mut b = [0u8; 8];
+        if aws_lc_rs::rand::fill(&mut b).is_err() {
+            return;
+        }
+        let r = u64::from_le_bytes(b);
+        let j = usize::try_from(r % u64::try_from(i + 1).unwrap_or(u64::MAX)).unwrap_or(0);
+        items.swap(i, j);
+    }
 }
 
 fn params_of(body: &[u8]) -> Option<ApiParams> {
@@ -112,6 +168,8 @@ impl ApiState {
             api::HANDSHAKE_REQUEST_NAME => self.handshake_request(body, ctx, now),
             api::CONNECTED_REQUEST_NAME => self.connected_request(body, ctx, now),
             api::STATUS_REQUEST_NAME => self.status_request(body),
+            // A stub in tunnel-core too: an empty success once the handshake is done.
+            api::CLIENT_VERIFICATION_REQUEST_NAME => self.handshake.as_ref().map(|_| String::new()),
             _ => None,
         }
     }
@@ -131,14 +189,24 @@ impl ApiState {
         let client_version = params.get_str("client_version").ok()?.to_owned();
         let platform = normalize_client_platform(params.get_str("client_platform").ok()?);
         let device_region = params.optional_str("device_region").unwrap_or_default();
+        let mut homepages = ctx.psinet.homepages(
+            &sponsor_id,
+            REGION_NONE,
+            REGION_NONE,
+            device_region,
+            platform.is_mobile(),
+        );
+        shuffle(&mut homepages);
+        // The tag, not an IP, names the entry, so clients cannot probe for servers.
+        let encoded_server_list = params
+            .optional_str("missing_server_entry_signature")
+            .or_else(|| params.optional_str("missing_server_entry_provider_id"))
+            .and_then(|tag| ctx.own_encoded_server_entries.get(tag))
+            .map(|entry| vec![entry.clone()])
+            .unwrap_or_default();
         let response = HandshakeResponse {
-            homepages: ctx.psinet.homepages(
-                &sponsor_id,
-                REGION_NONE,
-                REGION_NONE,
-                device_region,
-                platform.is_mobile(),
-            ),
+            homepages,
+            encoded_server_list,
             upgrade_client_version: ctx
                 .psinet
                 .upgrade_client_version(&client_version, platform.name())
@@ -150,11 +218,12 @@ impl ApiState {
             ..HandshakeResponse::default()
         };
         let mut log_fields = Map::new();
-        for &key in LOGGED_PARAMS {
-            if let Some(v) = params.get(key) {
-                log_fields.insert(key.to_owned(), v.clone());
-            }
-        }
+        let handshake_keys: Vec<&str> = LOGGED_PARAMS
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| !matches!(*k, "last_connected" | "establishment_duration"))
+            .collect();
+        copy_log_fields(&params, &handshake_keys, &mut log_fields);
         self.handshake = Some(HandshakeInfo {
             sponsor_id,
             client_platform: platform.name().to_owned(),
@@ -170,9 +239,9 @@ impl ApiState {
         ctx: &ApiContext<'_>,
         now: SystemTime,
     ) -> Option<String> {
-        let handshake = self.handshake.as_ref()?;
         let params = params_of(body)?;
         validate_connected_params(&params).ok()?;
+        let handshake = self.handshake.as_mut()?;
         let today = utc_date(now);
         if let Some((date, timestamp)) = &self.connected
             && *date == today
@@ -186,15 +255,17 @@ impl ApiState {
             );
         }
         let last = params.get_str("last_connected").ok()?;
+        // server_tunnel logs these from the connected request, as tunnel-core does.
+        copy_log_fields(
+            &params,
+            &["last_connected", "establishment_duration"],
+            &mut handshake.log_fields,
+        );
         // RFC 3339 dates sort as text; a date before today (or "None") is a new daily user.
         let unique = last == LAST_CONNECTED_NONE || last.get(..10).is_some_and(|d| *d < *today);
         if unique {
             let mut fields = handshake.log_fields.clone();
             fields.insert("client_region".to_owned(), Value::from(REGION_NONE));
-            fields.insert(
-                "client_platform".to_owned(),
-                Value::from(handshake.client_platform.clone()),
-            );
             fields.insert("session_id".to_owned(), Value::from(ctx.session_id));
             ctx.log.event("unique_user", fields);
         }
@@ -221,5 +292,88 @@ impl ApiState {
             }
             .to_json(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::log::Level;
+
+    fn base() -> ApiParams {
+        ApiParams::base("ABCDEF", "0123456789ABCDEF", "5", "Android_13")
+    }
+
+    #[test]
+    fn connected_once_per_day_and_unique_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log");
+        let log = EventLog::open(Some(&log_path), "h", Level::Info).unwrap();
+        let psinet = Database::default();
+        let ctx = ApiContext {
+            psinet: &psinet,
+            log: &log,
+            session_id: "00112233445566778899aabbccddeeff",
+            own_encoded_server_entries: &BTreeMap::new(),
+        };
+        let mut api = ApiState::default();
+        let day1 = UNIX_EPOCH + Duration::from_secs(1_763_745_903); // 2025-11-21T17:25:03Z
+        let connected = |last: Option<&str>| base().with_last_connected(last).to_json();
+        // Nothing before the handshake.
+        assert!(
+            api.handle("psiphon-connected", connected(None).as_bytes(), &ctx, day1)
+                .is_none()
+        );
+        let hs = base().with_str("relay_protocol", "OSSH").to_json();
+        let body = api
+            .handle("psiphon-handshake", hs.as_bytes(), &ctx, day1)
+            .unwrap();
+        let hs = HandshakeResponse::from_json(body.as_bytes()).unwrap();
+        assert_eq!(hs.server_timestamp, "2025-11-21T17:25:03Z");
+        assert_eq!(api.handshake().unwrap().client_platform, "Android");
+
+        let r = api
+            .handle(
+                "psiphon-connected",
+                connected(Some("2025-11-20T10:00:00Z")).as_bytes(),
+                &ctx,
+                day1,
+            )
+            .unwrap();
+        let ts = ConnectedResponse::from_json(r.as_bytes())
+            .unwrap()
+            .connected_timestamp;
+        assert_eq!(ts, "2025-11-21T17:00:00Z");
+        // Later the same day: the same answer, no new unique user.
+        let later = day1 + Duration::from_secs(3 * 3600);
+        let r = api
+            .handle("psiphon-connected", connected(None).as_bytes(), &ctx, later)
+            .unwrap();
+        assert!(r.contains("2025-11-21T17:00:00Z"));
+        // Next day: accepted again; last_connected from today is not a new unique user.
+        let day2 = day1 + Duration::from_secs(24 * 3600);
+        let r = api
+            .handle(
+                "psiphon-connected",
+                connected(Some("2025-11-22T01:00:00Z")).as_bytes(),
+                &ctx,
+                day2,
+            )
+            .unwrap();
+        assert!(r.contains("2025-11-22T17:00:00Z"));
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        assert_eq!(text.matches("\"unique_user\"").count(), 1, "{text}");
+        assert_eq!(
+            api.handshake().unwrap().log_fields.get("last_connected"),
+            Some(&Value::from("2025-11-22T01:00:00Z"))
+        );
+        // Status needs statusData.
+        assert!(
+            api.handle("psiphon-status", base().to_json().as_bytes(), &ctx, day2)
+                .is_none()
+        );
+        assert_eq!(api.status_requests(), 0);
     }
 }

@@ -21,38 +21,82 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default bound on concurrent SSH handshakes.
 pub const DEFAULT_MAX_CONCURRENT_SSH_HANDSHAKES: usize = 1024;
 
-/// Keys tunnel-core's config has that this server reads but does not act on yet; they are
-/// not reported as unknown.
+/// Keys tunnel-core's config has (`psiphon/server/config.go`) that this server does not act on
+/// yet; they are accepted silently, not reported as unknown.
 const ACCEPTED_KEYS: &[&str] = &[
-    "DNSResolverIPAddress",
-    "UDPInterceptUdpgwServerAddress",
-    "MeekProxyForwardedForHeaders",
+    "LogFileReopenRetries",
+    "LogFileCreateMode",
+    "LogDNSServerLoadMetrics",
+    "SkipPanickingLogWriter",
+    "MetricSocketPath",
+    "LogDestinationPrefix",
+    "HostProvider",
+    "TunnelProtocolPassthroughAddresses",
+    "LegacyPassthrough",
+    "EnableGQUIC",
+    "SSHBeginHandshakeTimeoutMilliseconds",
     "ShadowsocksKey",
-    "MeekObfuscatedKey",
     "MeekCookieEncryptionPrivateKey",
+    "MeekObfuscatedKey",
+    "MeekProhibitedHeaders",
+    "MeekRequiredHeaders",
+    "MeekRequiredHeadersNonStrict",
     "MeekServerCertificate",
     "MeekServerPrivateKey",
-    "MeekRequiredHeaders",
-    "MeekProhibitedHeaders",
-    "TunnelProtocolPassthroughAddresses",
-    "RunPacketTunnel",
-    "OSLConfigFilename",
-    "TacticsConfigFilename",
-    "BlocklistFilename",
-    "EnableSteeringIPs",
-    "MetricSocketPath",
+    "MeekProxyForwardedForHeaders",
+    "MeekTurnAroundTimeoutMilliseconds",
+    "MeekExtendedTurnAroundTimeoutMilliseconds",
+    "MeekSkipExtendedTurnAroundThresholdBytes",
+    "MeekMaxSessionStalenessMilliseconds",
+    "MeekHTTPClientIOTimeoutMilliseconds",
+    "MeekFrontedHTTPClientIOTimeoutMilliseconds",
+    "MeekCachedResponseBufferSize",
+    "MeekCachedResponsePoolBufferSize",
+    "MeekCachedResponsePoolBufferCount",
+    "MeekCachedResponsePoolBufferClientLimit",
+    "UDPInterceptUdpgwServerAddress",
+    "DNSResolverIPAddress",
     "LoadMonitorPeriodSeconds",
-    "HostProvider",
-    "WebServerPort",
-    "WebServerCertificate",
-    "WebServerPrivateKey",
-    "SSHServerVersion",
+    "DestinationBytesPeriodSeconds",
+    "PeakUpstreamFailureRateMinimumSampleSize",
+    "ProcessProfileOutputDirectory",
+    "ProcessBlockProfileDurationSeconds",
+    "ProcessCPUProfileDurationSeconds",
+    "OSLConfigFilename",
+    "RunPacketTunnel",
+    "PacketTunnelEgressInterface",
+    "PacketTunnelEnableDNSFlowTracking",
+    "PacketTunnelDownstreamPacketQueueSize",
+    "PacketTunnelSessionIdleExpirySeconds",
+    "PacketTunnelSudoNetworkConfigCommands",
+    "RunPacketManipulator",
     "PeriodicGarbageCollectionSeconds",
+    "MetricWriterShutdownDelaySeconds",
     "StopEstablishTunnelsEstablishedClientThreshold",
     "AccessControlVerificationKeyRing",
+    "TacticsConfigFilename",
     "TacticsRequestPublicKey",
     "TacticsRequestPrivateKey",
     "TacticsRequestObfuscatedKey",
+    "BlocklistFilename",
+    "BlocklistActive",
+    "EnableSteeringIPs",
+    "MeekServerRunInproxyBroker",
+    "MeekServerInproxyBrokerOnly",
+    "InproxyBrokerSessionPrivateKey",
+    "InproxyBrokerObfuscationRootSecret",
+    "InproxyBrokerServerEntrySignaturePublicKey",
+    "InproxyBrokerAllowCommonASNMatching",
+    "InproxyBrokerAllowBogonWebRTCConnections",
+    "InproxyServerSessionPrivateKey",
+    "InproxyServerObfuscationRootSecret",
+    "IptablesAcceptRateLimitChainName",
+    "IptablesAcceptRateLimitTunnelProtocolRateLimits",
+    "DSLRelayServiceAddress",
+    "DSLRelayCACertificatesFilename",
+    "DSLRelayHostCertificateFilename",
+    "DSLRelayHostKeyFilename",
+    "ProxyProtocolHeaderMACKeys",
 ];
 
 /// A validated server config. Secrets are kept out of `Debug`.
@@ -96,8 +140,12 @@ pub struct Config {
     pub web_server_secret: String,
     /// `MaxConcurrentSSHHandshakes` (0 in the file means the default).
     pub max_concurrent_ssh_handshakes: usize,
-    /// The SSH handshake deadline; not a JSON key (tests shorten it).
+    /// `SSHHandshakeTimeoutMilliseconds`: the deadline for the OSSH and SSH handshakes
+    /// including auth (default 30 s).
     pub handshake_timeout: Duration,
+    /// Drop a client after this long without a byte from it; not a JSON key (tunnel-core's
+    /// `SSH_CONNECTION_READ_DEADLINE`, 5 minutes).
+    pub read_deadline: Duration,
     /// Problems found while loading that are not fatal (unknown keys), for the caller to log.
     pub warnings: Vec<String>,
 }
@@ -309,7 +357,13 @@ impl Config {
                 .count("MaxConcurrentSSHHandshakes")?
                 .filter(|&n| n > 0)
                 .unwrap_or(DEFAULT_MAX_CONCURRENT_SSH_HANDSHAKES),
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            handshake_timeout: f
+                .count("SSHHandshakeTimeoutMilliseconds")?
+                .filter(|&ms| ms > 0)
+                .map_or(DEFAULT_HANDSHAKE_TIMEOUT, |ms| {
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+                }),
+            read_deadline: crate::deadline::SSH_CONNECTION_READ_DEADLINE,
             warnings: unknown_keys(&map)
                 .into_iter()
                 .map(|k| format!("{file}: unknown config key {k:?} ignored"))
@@ -352,6 +406,8 @@ fn unknown_keys(map: &Map<String, Value>) -> Vec<String> {
         "DiscoveryValueHMACKey",
         "WebServerSecret",
         "MaxConcurrentSSHHandshakes",
+        "SSHHandshakeTimeoutMilliseconds",
+        "SSHServerVersion",
     ];
     map.keys()
         .filter(|k| !READ.contains(&k.as_str()) && !ACCEPTED_KEYS.contains(&k.as_str()))

@@ -4,6 +4,7 @@ pub mod api;
 pub mod bogon;
 pub mod cli;
 pub mod config;
+pub mod deadline;
 mod error;
 pub mod generate;
 pub mod log;

@@ -177,7 +177,7 @@ impl Server {
             counters: Counters::default(),
         });
         let (shutdown, _) = watch::channel(false);
-        let listeners = bound
+        let mut listeners: Vec<JoinHandle<()>> = bound
             .into_iter()
             .map(|(protocol, listener)| {
                 tokio::spawn(listen(
@@ -188,6 +188,10 @@ impl Server {
                 ))
             })
             .collect();
+        listeners.push(tokio::spawn(summarize_auth_failures(
+            Arc::clone(&shared),
+            shutdown.subscribe(),
+        )));
         let ports: Vec<String> = addrs
             .iter()
             .map(|(name, addr)| format!("{name}:{}", addr.port()))
@@ -246,6 +250,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     shutdown.await;
     server.shutdown().await;
     Ok(())
+}
+
+/// How often auth failures are summarised (tunnel-core logs them every 30 minutes).
+const AUTH_FAILURE_SUMMARY_PERIOD: Duration = Duration::from_secs(30 * 60);
+
+/// Logs the number of failed password checks per period, never who failed.
+async fn summarize_auth_failures(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut reported = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(AUTH_FAILURE_SUMMARY_PERIOD) => {}
+        }
+        let total = shared.counters.auth_failures.load(Ordering::Relaxed);
+        if total > reported {
+            shared.log.message(
+                Level::Warning,
+                &format!(
+                    "{} SSH authentication failures in the last 30 minutes",
+                    total - reported
+                ),
+            );
+            reported = total;
+        }
+    }
 }
 
 async fn listen(

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 
 use crate::api::{ApiContext, ApiState, REGION_NONE};
 use crate::bogon::is_bogon;
+use crate::deadline::ReadDeadline;
 use crate::server::{Protocol, Shared};
 use crate::time::rfc3339_millis;
 
@@ -72,6 +73,7 @@ pub(crate) async fn serve(
     let start_time = SystemTime::now();
     let start = Instant::now();
     let _ = tcp.set_nodelay(true);
+    let tcp = ReadDeadline::new(tcp, shared.config.read_deadline);
     let slot = Arc::new(Mutex::new(None));
     let check = password_check(&shared, Arc::clone(&slot));
     let handshake = async {
@@ -131,6 +133,8 @@ struct ForwardStats {
     current: AtomicU64,
     peak: AtomicU64,
     total: AtomicU64,
+    dialing: AtomicU64,
+    peak_dialing: AtomicU64,
 }
 
 /// Decrements the open count when a forward ends (also when aborted).
@@ -189,6 +193,7 @@ impl Tunnel {
             psinet: &self.shared.psinet,
             log: &self.shared.log,
             session_id: &self.payload.session_id,
+            own_encoded_server_entries: &self.shared.config.own_encoded_server_entries,
         };
         let name = request.name().to_owned();
         match self
@@ -263,6 +268,12 @@ impl Tunnel {
         );
         put("total_port_forward_count_tcp", load(&self.stats.total));
         put(
+            "peak_concurrent_dialing_port_forward_count_tcp",
+            load(&self.stats.peak_dialing),
+        );
+        put("peak_concurrent_port_forward_count_udp", Value::from(0));
+        put("total_port_forward_count_udp", Value::from(0));
+        put(
             "status_request_count",
             Value::from(self.api.status_requests()),
         );
@@ -276,20 +287,9 @@ impl Tunnel {
             put(key, Value::from(REGION_NONE));
         }
         match handshake {
-            Some(h) => {
-                for (k, v) in &h.log_fields {
-                    f.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-                f.insert("sponsor_id".to_owned(), Value::from(h.sponsor_id.clone()));
-                f.insert(
-                    "client_platform".to_owned(),
-                    Value::from(h.client_platform.clone()),
-                );
-                f.insert(
-                    "client_version".to_owned(),
-                    Value::from(h.client_version.clone()),
-                );
-            }
+            // The handshake's parameters as sent (client_platform unnormalised, as
+            // tunnel-core logs it).
+            Some(h) => f.extend(h.log_fields.clone()),
             None => {
                 f.insert(
                     "sponsor_id".to_owned(),
@@ -339,8 +339,12 @@ impl Forward {
         port: u16,
         dial_permit: OwnedSemaphorePermit,
     ) {
+        let stats = &self.open.0;
+        let dialing = stats.dialing.fetch_add(1, Ordering::Relaxed) + 1;
+        stats.peak_dialing.fetch_max(dialing, Ordering::Relaxed);
         let dialed =
             tokio::time::timeout(self.dial_timeout, dial(&host, port, self.allow_bogons)).await;
+        stats.dialing.fetch_sub(1, Ordering::Relaxed);
         drop(dial_permit);
         drop(host);
         let tcp = match dialed {
@@ -360,7 +364,6 @@ impl Forward {
         let Ok(channel) = channel.accept() else {
             return;
         };
-        let stats = &self.open.0;
         let epoch = Instant::now();
         let activity = AtomicU64::new(0);
         let mut up = Counted {
