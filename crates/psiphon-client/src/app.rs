@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::controller::{ActiveTunnel, Controller, ForwardError, Observer, Settings};
-use crate::notice::Notices;
+use crate::notice::{NoticeFlags, Notices, obj};
 use crate::proxy::{DialError, DialFuture, Dialer, HttpProxy, Shutdown, SocksProxy};
 use crate::tunnel::{self, ClientParams, Tunnel};
 
@@ -105,12 +105,50 @@ pub struct Client {
     task: JoinHandle<()>,
 }
 
-/// Starts the proxies and the controller over `entries`.
+/// With `ServerEntrySignaturePublicKey` configured, entries that carry a signature must verify;
+/// one that does not is dropped with a warning (tunnel-core's rule: unsigned entries from
+/// embedded and remote lists stay usable).
+pub fn verify_entries(
+    entries: Vec<ServerEntry>,
+    public_key: Option<&str>,
+    notices: &Notices,
+) -> Vec<ServerEntry> {
+    let Some(key) = public_key.filter(|k| !k.is_empty()) else {
+        return entries;
+    };
+    entries
+        .into_iter()
+        .filter(|e| {
+            if e.signature().is_none() {
+                return true;
+            }
+            match e.verify_signature(key) {
+                Ok(()) => true,
+                Err(err) => {
+                    let msg = format!(
+                        "dropping server entry {}: bad signature: {err}",
+                        e.diagnostic_id()
+                    );
+                    notices.emit_with("Warning", NoticeFlags::NONE, obj([("message", msg.into())]));
+                    false
+                }
+            }
+        })
+        .collect()
+}
+
+/// Starts the proxies and the controller over `entries` (signatures checked first, see
+/// [`verify_entries`]).
 pub async fn start(
     config: &Config,
     entries: Vec<ServerEntry>,
     notices: Notices,
 ) -> Result<Client, crate::proxy::ProxyError> {
+    let entries = verify_entries(
+        entries,
+        config.server_entry_signature_public_key.as_deref(),
+        &notices,
+    );
     let session_id = match &config.session_id {
         Some(id) if !id.is_empty() => id.clone(),
         _ => psiphon_protocol::make_session_id().unwrap_or_else(|_| "0".repeat(32)),

@@ -143,6 +143,17 @@ async fn start_server(
     Ok((server, entry))
 }
 
+/// Makes a secret file readable by its owner only.
+fn restrict(path: &Path) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io(format!("restricting {}", path.display())))?;
+    }
+    Ok(())
+}
+
 fn write_json(path: &Path, v: &Value) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(v).map_err(|e| Error::Client(e.to_string()))?;
     std::fs::write(path, text).map_err(io(format!("writing {}", path.display())))
@@ -186,6 +197,18 @@ pub async fn start_with(dir: Option<PathBuf>, protocols: &[&str]) -> Result<Netw
         entries.push(e);
         server_configs.push(dir.join(format!("server-{i}")).join("psiphond.config"));
     }
+    // The network's server-entry signing key: every entry is signed, and the client is given
+    // the public key, so it drops any entry that does not verify.
+    let signing = psiphon_protocol::ServerEntrySigningKey::generate()
+        .map_err(|e| Error::Client(format!("signing key: {e}")))?;
+    write_json(
+        &dir.join("server-entry-signing-key.json"),
+        &json!({"public_key": signing.public_key_base64(), "private_key": signing.private_key_base64()}),
+    )?;
+    restrict(&dir.join("server-entry-signing-key.json"))?;
+    for e in &mut entries {
+        e.sign(&signing);
+    }
     let entry_list: String = entries.iter().map(|e| e.encode() + "\n").collect();
     std::fs::write(dir.join("server-list.dat"), entry_list)
         .map_err(io("writing server-list.dat"))?;
@@ -198,6 +221,7 @@ pub async fn start_with(dir: Option<PathBuf>, protocols: &[&str]) -> Result<Netw
         "LocalHttpProxyPort": 0,
         "EmitDiagnosticNotices": true,
         "LimitTunnelProtocols": protocols,
+        "ServerEntrySignaturePublicKey": signing.public_key_base64(),
     });
     write_json(&dir.join("client.json"), &client_json)?;
     let (config, _unknown) =

@@ -213,12 +213,22 @@ async fn servers_restart_and_the_client_reconnects_on_the_same_ports() {
     let (sha2, _) = curl_sha(&args, &net.home_page).await;
     assert_eq!(sha, sha2);
     assert_eq!(net.socks, socks, "the proxy port never changes");
-    let notices = std::fs::read_to_string(&net.notices_path).unwrap();
-    let counts: Vec<&str> = notices
-        .lines()
-        .filter(|l| l.contains("\"noticeType\":\"Tunnels\""))
-        .map(|l| if l.contains("\"count\":1") { "1" } else { "0" })
-        .collect();
+    // The notices file is written by the client's notice task: give it a moment to catch up
+    // (at most 10 s, checked every 50 ms).
+    let tunnels = |text: &str| -> Vec<&'static str> {
+        text.lines()
+            .filter(|l| l.contains("\"noticeType\":\"Tunnels\""))
+            .map(|l| if l.contains("\"count\":1") { "1" } else { "0" })
+            .collect()
+    };
+    let mut counts = Vec::new();
+    for _ in 0..200 {
+        counts = tunnels(&std::fs::read_to_string(&net.notices_path).unwrap());
+        if counts.windows(3).any(|w| w == ["1", "0", "1"]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         counts.windows(3).any(|w| w == ["1", "0", "1"]),
         "Tunnels notices: {counts:?}"
