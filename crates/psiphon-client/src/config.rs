@@ -1,1 +1,584 @@
-//! (work in progress)
+//! tunnel-core's client configuration (`psiphon/config.go` `type Config`), as ConsoleClient
+//! reads it from its `-config` JSON file.
+//!
+//! Keys are Go field names. Like Go's `encoding/json`, a key matches a field exactly or, failing
+//! that, ignoring ASCII case; `null` leaves the default. Keys this client does not handle (tunnel-core has
+//! hundreds, most of them tactics parameters) are returned by [`Config::parse`] so that the
+//! caller can emit a `Warning` notice naming each; they are never an error.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use psiphon_protocol::TunnelProtocol;
+use psiphon_protocol::password::{is_hex_digits, is_session_id};
+use serde_json::{Map, Value};
+
+pub use psiphon_protocol::ErrorKind;
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not a JSON object.
+    #[error("{source_name}: not a JSON object: {message}")]
+    Json {
+        /// Where the text came from (a file name).
+        source_name: String,
+        /// serde_json's message, with line and column.
+        message: String,
+    },
+    /// A key has a value that is not acceptable.
+    #[error("{source_name}: {key}: {message}")]
+    Invalid {
+        /// Where the text came from.
+        source_name: String,
+        /// The Go field name.
+        key: &'static str,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// A required key is missing or empty.
+    #[error("{source_name}: {key} is required")]
+    Missing {
+        /// Where the text came from.
+        source_name: String,
+        /// The Go field name.
+        key: &'static str,
+    },
+}
+
+impl ConfigError {
+    /// Always [`ErrorKind::Config`]: the operator's file is at fault (or missing).
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Config
+    }
+}
+
+/// `TargetAPIEncoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiEncoding {
+    /// `json`.
+    Json,
+    /// `cbor`.
+    Cbor,
+}
+
+/// The client configuration (the keys this client handles).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// `PropagationChannelId` (required).
+    pub propagation_channel_id: String,
+    /// `SponsorId` (required).
+    pub sponsor_id: String,
+    /// `ClientVersion`: decimal digits, default `"0"`.
+    pub client_version: String,
+    /// `ClientPlatform`.
+    pub client_platform: String,
+    /// `ClientFeatures`.
+    pub client_features: Vec<String>,
+    /// `DataRootDirectory` (default: the current directory).
+    pub data_root_directory: Option<PathBuf>,
+    /// `LocalSocksProxyPort` (0: OS-assigned).
+    pub local_socks_proxy_port: u16,
+    /// `LocalHttpProxyPort` (0: OS-assigned).
+    pub local_http_proxy_port: u16,
+    /// `DisableLocalSocksProxy`.
+    pub disable_local_socks_proxy: bool,
+    /// `DisableLocalHTTPProxy`.
+    pub disable_local_http_proxy: bool,
+    /// `ListenInterface`: empty for 127.0.0.1, `any` for 0.0.0.0, or an interface name.
+    pub listen_interface: String,
+    /// `EgressRegion`.
+    pub egress_region: String,
+    /// `LimitTunnelProtocols` (empty: no limit).
+    pub limit_tunnel_protocols: Vec<TunnelProtocol>,
+    /// `TargetServerEntry`: an encoded server entry to use exclusively.
+    pub target_server_entry: Option<String>,
+    /// `TargetAPIEncoding`.
+    pub target_api_encoding: Option<ApiEncoding>,
+    /// `EmitDiagnosticNotices`.
+    pub emit_diagnostic_notices: bool,
+    /// `ConnectionWorkerPoolSize` (None: tunnel-core's default).
+    pub connection_worker_pool_size: Option<u32>,
+    /// `TunnelPoolSize` (None: the default, 1).
+    pub tunnel_pool_size: Option<u32>,
+    /// `EstablishTunnelTimeoutSeconds` (None: the default; 0: no timeout).
+    pub establish_tunnel_timeout_seconds: Option<u64>,
+    /// `NetworkLatencyMultiplier` (0: the default).
+    pub network_latency_multiplier: f64,
+    /// `ServerEntrySignaturePublicKey` (base64).
+    pub server_entry_signature_public_key: Option<String>,
+    /// `SessionID`: 32 hex digits (None: generated per run).
+    pub session_id: Option<String>,
+    /// `DeviceRegion`.
+    pub device_region: String,
+    /// `UpstreamProxyURL`, checked but not used yet.
+    pub upstream_proxy_url: Option<String>,
+}
+
+/// The keys handled, in Go's spelling.
+const KEYS: [&str; 25] = [
+    "PropagationChannelId",
+    "SponsorId",
+    "ClientVersion",
+    "ClientPlatform",
+    "ClientFeatures",
+    "DataRootDirectory",
+    "LocalSocksProxyPort",
+    "LocalHttpProxyPort",
+    "DisableLocalSocksProxy",
+    "DisableLocalHTTPProxy",
+    "ListenInterface",
+    "EgressRegion",
+    "LimitTunnelProtocols",
+    "TargetServerEntry",
+    "TargetAPIEncoding",
+    "EmitDiagnosticNotices",
+    "ConnectionWorkerPoolSize",
+    "TunnelPoolSize",
+    "EstablishTunnelTimeoutSeconds",
+    "NetworkLatencyMultiplier",
+    "ServerEntrySignaturePublicKey",
+    "SessionID",
+    "DeviceRegion",
+    "UpstreamProxyURL",
+    // Accepted as a synonym list entry below; kept here so it is not reported unknown.
+    "TunnelProtocol",
+];
+
+/// Reads typed values out of the JSON object, with errors naming key and file.
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    source: &'a str,
+}
+
+fn describe(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 40 {
+        format!("{}...", s.chars().take(40).collect::<String>())
+    } else {
+        s
+    }
+}
+
+impl Fields<'_> {
+    /// Go's match: the exact key, else the last key equal ignoring ASCII case.
+    fn get(&self, key: &str) -> Option<&Value> {
+        let v = self.map.get(key).or_else(|| {
+            self.map
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
+                .next_back()
+        })?;
+        (!v.is_null()).then_some(v)
+    }
+
+    fn invalid(&self, key: &'static str, message: impl fmt::Display) -> ConfigError {
+        ConfigError::Invalid {
+            source_name: self.source.to_owned(),
+            key,
+            message: message.to_string(),
+        }
+    }
+
+    fn string(&self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(self.invalid(key, format!("expected a string, got {}", describe(v)))),
+        }
+    }
+
+    fn bool(&self, key: &'static str) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => {
+                Err(self.invalid(key, format!("expected true or false, got {}", describe(v))))
+            }
+        }
+    }
+
+    fn strings(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => Ok(s.clone()),
+                    v => Err(self.invalid(
+                        key,
+                        format!("expected a list of strings, got {}", describe(v)),
+                    )),
+                })
+                .collect(),
+            Some(v) => Err(self.invalid(
+                key,
+                format!("expected a list of strings, got {}", describe(v)),
+            )),
+        }
+    }
+
+    fn port(&self, key: &'static str) -> Result<u16, ConfigError> {
+        match self.get(key) {
+            None => Ok(0),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .ok_or_else(|| {
+                    self.invalid(
+                        key,
+                        format!("expected a port number 0-65535, got {}", describe(v)),
+                    )
+                }),
+        }
+    }
+
+    fn uint<T: TryFrom<u64>>(&self, key: &'static str, min: u64) -> Result<Option<T>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n >= min)
+                .and_then(|n| T::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    self.invalid(
+                        key,
+                        format!(
+                            "expected a whole number of at least {min}, got {}",
+                            describe(v)
+                        ),
+                    )
+                }),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a config file's text. `source` names it in errors (e.g. `"client.json"`).
+    /// Returns the config and the keys it does not handle, in file order.
+    pub fn parse(text: &str, source: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Json {
+            source_name: source.to_owned(),
+            message: e.to_string(),
+        })?;
+        let Value::Object(map) = value else {
+            return Err(ConfigError::Json {
+                source_name: source.to_owned(),
+                message: "the top level is not an object".into(),
+            });
+        };
+        let f = Fields { map: &map, source };
+
+        let required = |key: &'static str| -> Result<String, ConfigError> {
+            match f.string(key)? {
+                Some(s) if !s.is_empty() => Ok(s),
+                _ => Err(ConfigError::Missing {
+                    source_name: source.to_owned(),
+                    key,
+                }),
+            }
+        };
+        let propagation_channel_id = required("PropagationChannelId")?;
+        let sponsor_id = required("SponsorId")?;
+
+        let client_version = f.string("ClientVersion")?.unwrap_or_default();
+        let client_version = if client_version.is_empty() {
+            "0".to_owned()
+        } else if client_version.bytes().all(|c| c.is_ascii_digit()) {
+            client_version
+        } else {
+            return Err(f.invalid(
+                "ClientVersion",
+                format!("expected a string of decimal digits, got {client_version:?}"),
+            ));
+        };
+
+        let mut protocol_names = f.strings("LimitTunnelProtocols")?;
+        // The legacy single `TunnelProtocol` key limits to that one protocol.
+        if protocol_names.is_empty()
+            && let Some(p) = f.string("TunnelProtocol")?.filter(|p| !p.is_empty())
+        {
+            protocol_names.push(p);
+        }
+        let limit_tunnel_protocols = protocol_names
+            .iter()
+            .map(|name| {
+                TunnelProtocol::from_name(name).ok_or_else(|| {
+                    f.invalid(
+                        "LimitTunnelProtocols",
+                        format!("unknown tunnel protocol {name:?}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let target_api_encoding = match f.string("TargetAPIEncoding")?.as_deref() {
+            None | Some("") => None,
+            Some("json") => Some(ApiEncoding::Json),
+            Some("cbor") => Some(ApiEncoding::Cbor),
+            Some(other) => {
+                return Err(f.invalid(
+                    "TargetAPIEncoding",
+                    format!("expected \"json\" or \"cbor\", got {other:?}"),
+                ));
+            }
+        };
+
+        let network_latency_multiplier = match f.get("NetworkLatencyMultiplier") {
+            None => 0.0,
+            Some(v) => v
+                .as_f64()
+                .filter(|m| *m == 0.0 || *m >= 1.0)
+                .ok_or_else(|| {
+                    f.invalid(
+                        "NetworkLatencyMultiplier",
+                        format!("expected 0 or a number >= 1, got {}", describe(v)),
+                    )
+                })?,
+        };
+
+        let session_id = f.string("SessionID")?.filter(|s| !s.is_empty());
+        if let Some(s) = &session_id
+            && !is_session_id(s)
+        {
+            return Err(f.invalid("SessionID", format!("expected 32 hex digits, got {s:?}")));
+        }
+
+        let target_server_entry = f.string("TargetServerEntry")?.filter(|s| !s.is_empty());
+        if let Some(e) = &target_server_entry
+            && !is_hex_digits(e)
+        {
+            return Err(f.invalid("TargetServerEntry", "expected a hex-encoded server entry"));
+        }
+
+        let upstream_proxy_url = f.string("UpstreamProxyURL")?.filter(|s| !s.is_empty());
+        if let Some(u) = &upstream_proxy_url {
+            check_upstream_proxy_url(u).map_err(|m| f.invalid("UpstreamProxyURL", m))?;
+        }
+
+        let config = Config {
+            propagation_channel_id,
+            sponsor_id,
+            client_version,
+            client_platform: f.string("ClientPlatform")?.unwrap_or_default(),
+            client_features: f.strings("ClientFeatures")?,
+            data_root_directory: f
+                .string("DataRootDirectory")?
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            local_socks_proxy_port: f.port("LocalSocksProxyPort")?,
+            local_http_proxy_port: f.port("LocalHttpProxyPort")?,
+            disable_local_socks_proxy: f.bool("DisableLocalSocksProxy")?,
+            disable_local_http_proxy: f.bool("DisableLocalHTTPProxy")?,
+            listen_interface: f.string("ListenInterface")?.unwrap_or_default(),
+            egress_region: f.string("EgressRegion")?.unwrap_or_default(),
+            limit_tunnel_protocols,
+            target_server_entry,
+            target_api_encoding,
+            emit_diagnostic_notices: f.bool("EmitDiagnosticNotices")?,
+            connection_worker_pool_size: f.uint("ConnectionWorkerPoolSize", 1)?,
+            tunnel_pool_size: f.uint("TunnelPoolSize", 1)?,
+            establish_tunnel_timeout_seconds: f.uint("EstablishTunnelTimeoutSeconds", 0)?,
+            network_latency_multiplier,
+            server_entry_signature_public_key: f
+                .string("ServerEntrySignaturePublicKey")?
+                .filter(|s| !s.is_empty()),
+            session_id,
+            device_region: f.string("DeviceRegion")?.unwrap_or_default(),
+            upstream_proxy_url,
+        };
+
+        let unknown = map
+            .keys()
+            .filter(|k| !KEYS.iter().any(|known| known.eq_ignore_ascii_case(k)))
+            .cloned()
+            .collect();
+        Ok((config, unknown))
+    }
+
+    /// Reads and parses a config file; errors name the file.
+    pub fn read(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+}
+
+/// `UpstreamProxyURL` must be `http://`, `socks4a://` or `socks5://` with a host and port.
+fn check_upstream_proxy_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| "expected scheme://[user:pass@]host:port".to_owned())?;
+    if !["http", "socks4a", "socks5"].contains(&scheme.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "unsupported scheme {scheme:?} (expected http, socks4a or socks5)"
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    crate::proxy::http::split_authority(host_port, None)
+        .map(|_| ())
+        .map_err(|_| "expected a host and a port".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    const MIN: &str =
+        r#"{"PropagationChannelId":"24BCA4EE20BEB92C","SponsorId":"721AE60D76700F5A"}"#;
+
+    fn with(extra: &str) -> String {
+        format!(
+            "{{\"PropagationChannelId\":\"24BCA4EE20BEB92C\",\"SponsorId\":\"721AE60D76700F5A\",{extra}}}"
+        )
+    }
+
+    fn err(extra: &str) -> String {
+        Config::parse(&with(extra), "client.json")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../example-config.json");
+        let (c, unknown) = Config::parse(text, "example-config.json").unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(c.propagation_channel_id, "24BCA4EE20BEB92C");
+        assert_eq!(c.sponsor_id, "721AE60D76700F5A");
+        assert_eq!(
+            (c.local_http_proxy_port, c.local_socks_proxy_port),
+            (8080, 1080)
+        );
+        assert!(c.target_server_entry.is_some());
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, unknown) = Config::parse(MIN, "client.json").unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(c.client_version, "0");
+        assert_eq!((c.local_socks_proxy_port, c.local_http_proxy_port), (0, 0));
+        assert!(c.limit_tunnel_protocols.is_empty());
+        assert_eq!(c.session_id, None);
+        assert_eq!(c.network_latency_multiplier, 0.0);
+    }
+
+    #[test]
+    fn all_handled_keys() {
+        let (c, unknown) = Config::parse(
+            &with(concat!(
+                r#""ClientVersion":"123","ClientPlatform":"Linux","ClientFeatures":["a"],"#,
+                r#""DataRootDirectory":"/tmp/x","LocalSocksProxyPort":1080,"LocalHttpProxyPort":8080,"#,
+                r#""DisableLocalSocksProxy":true,"DisableLocalHTTPProxy":true,"ListenInterface":"any","#,
+                r#""EgressRegion":"CA","LimitTunnelProtocols":["OSSH","SSH"],"TargetAPIEncoding":"cbor","#,
+                r#""EmitDiagnosticNotices":true,"ConnectionWorkerPoolSize":4,"TunnelPoolSize":2,"#,
+                r#""EstablishTunnelTimeoutSeconds":0,"NetworkLatencyMultiplier":1.5,"#,
+                r#""ServerEntrySignaturePublicKey":"AAAA","SessionID":"0123456789abcdef0123456789ABCDEF","#,
+                r#""DeviceRegion":"US","UpstreamProxyURL":"socks5://u:p@127.0.0.1:9050","#,
+                r#""RemoteServerListURLs":[],"SomethingNew":1"#
+            )),
+            "client.json",
+        )
+        .unwrap();
+        assert_eq!(unknown, ["RemoteServerListURLs", "SomethingNew"]);
+        assert_eq!(c.client_version, "123");
+        assert_eq!(
+            c.limit_tunnel_protocols,
+            [TunnelProtocol::Ossh, TunnelProtocol::Ssh]
+        );
+        assert_eq!(c.target_api_encoding, Some(ApiEncoding::Cbor));
+        assert_eq!(c.establish_tunnel_timeout_seconds, Some(0));
+        assert_eq!(c.tunnel_pool_size, Some(2));
+        assert!(
+            c.disable_local_http_proxy && c.disable_local_socks_proxy && c.emit_diagnostic_notices
+        );
+        assert_eq!(c.data_root_directory.as_deref(), Some(Path::new("/tmp/x")));
+    }
+
+    #[test]
+    fn keys_match_ignoring_case_like_go() {
+        let (c, unknown) = Config::parse(&with(r#""localsocksproxyport":1081"#), "c.json").unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(c.local_socks_proxy_port, 1081);
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        assert_eq!(
+            err(r#""LocalSocksProxyPort":"abc""#),
+            r#"client.json: LocalSocksProxyPort: expected a port number 0-65535, got "abc""#
+        );
+        assert_eq!(
+            err(r#""LocalHttpProxyPort":65536"#),
+            "client.json: LocalHttpProxyPort: expected a port number 0-65535, got 65536"
+        );
+        assert_eq!(
+            err(r#""LimitTunnelProtocols":["OSSH","FOO"]"#),
+            r#"client.json: LimitTunnelProtocols: unknown tunnel protocol "FOO""#
+        );
+        assert_eq!(
+            err(r#""ClientVersion":"1.2""#),
+            r#"client.json: ClientVersion: expected a string of decimal digits, got "1.2""#
+        );
+        assert!(err(r#""SessionID":"xyz""#).starts_with("client.json: SessionID:"));
+        assert!(err(r#""TargetAPIEncoding":"xml""#).starts_with("client.json: TargetAPIEncoding:"));
+        assert!(
+            err(r#""UpstreamProxyURL":"ftp://h:1""#).starts_with("client.json: UpstreamProxyURL:")
+        );
+        assert!(
+            err(r#""UpstreamProxyURL":"http://host""#)
+                .starts_with("client.json: UpstreamProxyURL:")
+        );
+        assert!(err(r#""TunnelPoolSize":0"#).starts_with("client.json: TunnelPoolSize:"));
+        assert!(
+            err(r#""EmitDiagnosticNotices":"yes""#)
+                .starts_with("client.json: EmitDiagnosticNotices:")
+        );
+        assert_eq!(
+            Config::parse(r#"{"SponsorId":"x"}"#, "client.json")
+                .unwrap_err()
+                .to_string(),
+            "client.json: PropagationChannelId is required"
+        );
+        let e = Config::parse("[1]", "client.json").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(
+            Config::parse("{", "client.json")
+                .unwrap_err()
+                .to_string()
+                .starts_with("client.json: ")
+        );
+    }
+
+    #[test]
+    fn read_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.json");
+        assert!(Config::read(&path).is_err());
+        std::fs::write(&path, with(r#""LocalSocksProxyPort":-1"#)).unwrap();
+        let e = Config::read(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: LocalSocksProxyPort:", path.display())),
+            "{e}"
+        );
+    }
+}
