@@ -267,6 +267,18 @@ impl Fields<'_> {
 }
 
 impl Config {
+    /// The IP address the local proxies listen on, as tunnel-core picks it: `127.0.0.1` when
+    /// `ListenInterface` is empty, `0.0.0.0` for `any`. For an interface name tunnel-core uses
+    /// the interface's first IPv4 address; that lookup is not done here, so this returns
+    /// `None` and the caller must resolve [`Config::listen_interface`] itself.
+    pub fn listen_ip(&self) -> Option<std::net::IpAddr> {
+        match self.listen_interface.as_str() {
+            "" => Some(std::net::Ipv4Addr::LOCALHOST.into()),
+            "any" => Some(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            _ => None,
+        }
+    }
+
     /// Parses a config file's text. `source` names it in errors (e.g. `"client.json"`).
     /// Returns the config and the keys it does not handle, in file order.
     pub fn parse(text: &str, source: &str) -> Result<(Config, Vec<String>), ConfigError> {
@@ -480,6 +492,7 @@ mod tests {
         assert!(c.limit_tunnel_protocols.is_empty());
         assert_eq!(c.session_id, None);
         assert_eq!(c.network_latency_multiplier, 0.0);
+        assert_eq!(c.listen_ip(), Some("127.0.0.1".parse().unwrap()));
     }
 
     #[test]
@@ -512,6 +525,7 @@ mod tests {
             c.disable_local_http_proxy && c.disable_local_socks_proxy && c.emit_diagnostic_notices
         );
         assert_eq!(c.data_root_directory.as_deref(), Some(Path::new("/tmp/x")));
+        assert_eq!(c.listen_ip(), Some("0.0.0.0".parse().unwrap()));
     }
 
     #[test]

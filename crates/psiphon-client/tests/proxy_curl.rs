@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use psiphon_client::notice::Notices;
-use psiphon_client::proxy::http::parse_request_head;
+use psiphon_client::proxy::http::{ChunkedScanner, parse_request_head};
 use psiphon_client::proxy::{
     DialError, DialFuture, Dialer, HttpProxy, ProxyError, ProxyStream, Shutdown, SocksProxy,
 };
@@ -69,6 +69,26 @@ async fn start_origin() -> SocketAddr {
                         .iter()
                         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
                         .map_or(0, |(_, v)| v.parse().unwrap());
+                    let chunked = head.headers.iter().any(|(k, v)| {
+                        k.eq_ignore_ascii_case("transfer-encoding")
+                            && v.eq_ignore_ascii_case("chunked")
+                    });
+                    // A chunked body is echoed raw, framing included.
+                    let len = if chunked {
+                        let mut scanner = ChunkedScanner::new();
+                        let mut seen = scanner.feed(&buf).unwrap();
+                        while !scanner.is_done() {
+                            let n = s.read(&mut chunk).await.unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            seen += scanner.feed(&chunk[..n]).unwrap();
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        seen
+                    } else {
+                        len
+                    };
                     while buf.len() < len {
                         let n = s.read(&mut chunk).await.unwrap_or(0);
                         if n == 0 {
@@ -537,4 +557,62 @@ async fn port_notices_and_port_in_use() {
     stop.trigger();
     run.await.unwrap().unwrap();
     assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_request_body_is_relayed_unchanged_and_keep_alive_follows() {
+    let origin = start_origin().await;
+    let (http, _s) = start_http(direct()).await;
+    let mut s = TcpStream::connect(http).await.unwrap();
+    let body = b"5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nTrailer: t\r\n\r\n";
+    let req = format!(
+        "POST http://127.0.0.1:{}/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        origin.port()
+    );
+    let second = format!(
+        "GET http://127.0.0.1:{}/small HTTP/1.1\r\nConnection: close\r\n\r\n",
+        origin.port()
+    );
+    // Everything in one write: the proxy must split the body from the next request.
+    s.write_all(&[req.as_bytes(), body, second.as_bytes()].concat())
+        .await
+        .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8(resp).unwrap();
+    let want = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\nhello from the origin\n",
+        body.len(),
+        String::from_utf8_lossy(body),
+        SMALL.len()
+    );
+    assert_eq!(text, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_0_clients_with_curl() {
+    if !have_curl() {
+        return;
+    }
+    let origin = start_origin().await;
+    let (http, _s) = start_http(direct()).await;
+    // --proxy1.0: HTTP/1.0 CONNECT; -0: HTTP/1.0 GET through the proxy.
+    let out = curl(&[
+        "--proxy1.0",
+        &http.to_string(),
+        "-p",
+        &format!("http://{origin}/small"),
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, SMALL);
+    let out = curl(&[
+        "-0",
+        "-x",
+        &format!("http://{http}"),
+        &format!("http://{origin}/small"),
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, SMALL);
 }
