@@ -93,6 +93,18 @@ impl Observer for NoticeObserver {
     fn connected(&self, _timestamp: &str) {}
 }
 
+/// Why the client could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A local proxy could not listen.
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
+    /// `ListenInterface` names an interface; only "", "any" and IP addresses are supported.
+    #[error("ListenInterface: {0:?} is not supported (use \"any\" or an IP address)")]
+    ListenInterface(String),
+}
+
 /// A running client.
 #[derive(Debug)]
 pub struct Client {
@@ -143,7 +155,7 @@ pub async fn start(
     config: &Config,
     entries: Vec<ServerEntry>,
     notices: Notices,
-) -> Result<Client, crate::proxy::ProxyError> {
+) -> Result<Client, StartError> {
     let entries = verify_entries(
         entries,
         config.server_entry_signature_public_key.as_deref(),
@@ -162,7 +174,11 @@ pub async fn start(
         client_platform: config.client_platform.clone(),
     };
     let settings = Settings {
-        workers: config.connection_worker_pool_size.unwrap_or(10).max(1),
+        workers: config
+            .connection_worker_pool_size
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(10)
+            .max(1),
         protocols: config.limit_tunnel_protocols.clone(),
         ..Settings::default()
     };
@@ -173,12 +189,18 @@ pub async fn start(
     let (controller, active) = Controller::new(params, entries, settings, observer);
     let dialer: Arc<dyn Dialer> = Arc::new(TunnelDialer(active));
     let proxies = Shutdown::new();
-    let listen = config.listen_ip();
+    let listen = match config.listen_ip() {
+        Some(ip) => ip,
+        None => config
+            .listen_interface
+            .parse()
+            .map_err(|_| StartError::ListenInterface(config.listen_interface.clone()))?,
+    };
     let socks = if config.disable_local_socks_proxy {
         None
     } else {
         let p = SocksProxy::bind(
-            SocketAddr::new(listen, config.local_socks_proxy_port.unwrap_or(0)),
+            SocketAddr::new(listen, config.local_socks_proxy_port),
             dialer.clone(),
             notices.clone(),
         )
@@ -191,7 +213,7 @@ pub async fn start(
         None
     } else {
         let p = HttpProxy::bind(
-            SocketAddr::new(listen, config.local_http_proxy_port.unwrap_or(0)),
+            SocketAddr::new(listen, config.local_http_proxy_port),
             dialer,
             notices.clone(),
         )

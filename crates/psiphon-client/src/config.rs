@@ -1,109 +1,138 @@
-//! The client's configuration, in psiphon-tunnel-core's JSON keys (Go field names, exact case),
-//! so existing `client.json` files work unchanged.
+//! tunnel-core's client configuration (`psiphon/config.go` `type Config`), as ConsoleClient
+//! reads it from its `-config` JSON file.
 //!
-//! Keys this client does not know are returned to the caller (which warns, naming each) rather
-//! than rejected; values of known keys are validated and a bad one is an error that names the
-//! key and the file.
+//! Keys are Go field names. Like Go's `encoding/json`, a key matches a field exactly or, failing
+//! that, ignoring ASCII case; `null` leaves the default. Keys this client does not handle (tunnel-core has
+//! hundreds, most of them tactics parameters) are returned by [`Config::parse`] so that the
+//! caller can emit a `Warning` notice naming each; they are never an error.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use psiphon_protocol::TunnelProtocol;
+use psiphon_protocol::password::{is_hex_digits, is_session_id};
 use serde_json::{Map, Value};
 
-/// A configuration problem, naming the file and the key.
+pub use psiphon_protocol::ErrorKind;
+
+/// A config file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ConfigError {
     /// The file could not be read.
-    #[error("{file}: {source}")]
+    #[error("{path}: {source}")]
     Read {
         /// The file.
-        file: String,
-        /// The I/O error.
+        path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
     /// The text is not a JSON object.
-    #[error("{file}: not a JSON object: {reason}")]
+    #[error("{source_name}: not a JSON object: {message}")]
     Json {
-        /// The file.
-        file: String,
-        /// Why.
-        reason: String,
+        /// Where the text came from (a file name).
+        source_name: String,
+        /// serde_json's message, with line and column.
+        message: String,
     },
-    /// A value is invalid.
-    #[error("{file}: {key}: {reason}")]
-    Value {
-        /// The file.
-        file: String,
-        /// The key.
+    /// A key has a value that is not acceptable.
+    #[error("{source_name}: {key}: {message}")]
+    Invalid {
+        /// Where the text came from.
+        source_name: String,
+        /// The Go field name.
         key: &'static str,
-        /// What is wrong.
-        reason: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// A required key is missing or empty.
+    #[error("{source_name}: {key} is required")]
+    Missing {
+        /// Where the text came from.
+        source_name: String,
+        /// The Go field name.
+        key: &'static str,
     },
 }
 
-impl Error {
-    /// Configuration errors are always the user's to fix.
-    pub fn kind(&self) -> psiphon_protocol::ErrorKind {
-        psiphon_protocol::ErrorKind::Config
+impl ConfigError {
+    /// Always [`ErrorKind::Config`]: the operator's file is at fault (or missing).
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Config
     }
 }
 
-/// The client configuration.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// `TargetAPIEncoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiEncoding {
+    /// `json`.
+    Json,
+    /// `cbor`.
+    Cbor,
+}
+
+/// The client configuration (the keys this client handles).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
     /// `PropagationChannelId` (required).
     pub propagation_channel_id: String,
     /// `SponsorId` (required).
     pub sponsor_id: String,
-    /// `ClientVersion`: an integer string, default "0".
+    /// `ClientVersion`: decimal digits, default `"0"`.
     pub client_version: String,
     /// `ClientPlatform`.
     pub client_platform: String,
-    /// `DataRootDirectory`.
+    /// `ClientFeatures`.
+    pub client_features: Vec<String>,
+    /// `DataRootDirectory` (default: the current directory).
     pub data_root_directory: Option<PathBuf>,
-    /// `LocalSocksProxyPort` (0 or absent: any free port).
-    pub local_socks_proxy_port: Option<u16>,
-    /// `LocalHttpProxyPort` (0 or absent: any free port).
-    pub local_http_proxy_port: Option<u16>,
+    /// `LocalSocksProxyPort` (0: OS-assigned).
+    pub local_socks_proxy_port: u16,
+    /// `LocalHttpProxyPort` (0: OS-assigned).
+    pub local_http_proxy_port: u16,
     /// `DisableLocalSocksProxy`.
     pub disable_local_socks_proxy: bool,
     /// `DisableLocalHTTPProxy`.
     pub disable_local_http_proxy: bool,
-    /// `ListenInterface`: absent = 127.0.0.1; `"any"` = all interfaces.
-    pub listen_interface: Option<String>,
+    /// `ListenInterface`: empty for 127.0.0.1, `any` for 0.0.0.0, or an interface name.
+    pub listen_interface: String,
     /// `EgressRegion`.
-    pub egress_region: Option<String>,
-    /// `LimitTunnelProtocols`.
+    pub egress_region: String,
+    /// `LimitTunnelProtocols` (empty: no limit).
     pub limit_tunnel_protocols: Vec<TunnelProtocol>,
-    /// `TargetServerEntry`: an encoded entry to use exclusively.
+    /// `TargetServerEntry`: an encoded server entry to use exclusively.
     pub target_server_entry: Option<String>,
+    /// `TargetAPIEncoding`.
+    pub target_api_encoding: Option<ApiEncoding>,
     /// `EmitDiagnosticNotices`.
     pub emit_diagnostic_notices: bool,
-    /// `ConnectionWorkerPoolSize`.
-    pub connection_worker_pool_size: Option<usize>,
-    /// `TunnelPoolSize`.
-    pub tunnel_pool_size: Option<usize>,
-    /// `EstablishTunnelTimeoutSeconds`.
+    /// `ConnectionWorkerPoolSize` (None: tunnel-core's default).
+    pub connection_worker_pool_size: Option<u32>,
+    /// `TunnelPoolSize` (None: the default, 1).
+    pub tunnel_pool_size: Option<u32>,
+    /// `EstablishTunnelTimeoutSeconds` (None: the default; 0: no timeout).
     pub establish_tunnel_timeout_seconds: Option<u64>,
-    /// `SessionID` (normally generated per process).
-    pub session_id: Option<String>,
-    /// `ServerEntrySignaturePublicKey`.
+    /// `NetworkLatencyMultiplier` (0: the default).
+    pub network_latency_multiplier: f64,
+    /// `ServerEntrySignaturePublicKey` (base64).
     pub server_entry_signature_public_key: Option<String>,
-    /// `UpstreamProxyURL` (parsed and kept; used from issue 5 on).
-    pub upstream_proxy_url: Option<String>,
+    /// `SessionID`: 32 hex digits (None: generated per run).
+    pub session_id: Option<String>,
     /// `DeviceRegion`.
-    pub device_region: Option<String>,
+    pub device_region: String,
+    /// `UpstreamProxyURL`, checked but not used yet.
+    pub upstream_proxy_url: Option<String>,
 }
 
-/// Every key this client reads; anything else is reported as unknown.
-const KNOWN: &[&str] = &[
+/// The keys handled, in Go's spelling.
+const KEYS: [&str; 25] = [
     "PropagationChannelId",
     "SponsorId",
     "ClientVersion",
     "ClientPlatform",
+    "ClientFeatures",
     "DataRootDirectory",
     "LocalSocksProxyPort",
     "LocalHttpProxyPort",
@@ -113,260 +142,457 @@ const KNOWN: &[&str] = &[
     "EgressRegion",
     "LimitTunnelProtocols",
     "TargetServerEntry",
+    "TargetAPIEncoding",
     "EmitDiagnosticNotices",
     "ConnectionWorkerPoolSize",
     "TunnelPoolSize",
     "EstablishTunnelTimeoutSeconds",
-    "SessionID",
+    "NetworkLatencyMultiplier",
     "ServerEntrySignaturePublicKey",
-    "UpstreamProxyURL",
+    "SessionID",
     "DeviceRegion",
+    "UpstreamProxyURL",
+    // Accepted as a synonym list entry below; kept here so it is not reported unknown.
+    "TunnelProtocol",
 ];
 
+/// Reads typed values out of the JSON object, with errors naming key and file.
 struct Fields<'a> {
     map: &'a Map<String, Value>,
-    file: &'a str,
+    source: &'a str,
+}
+
+fn describe(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 40 {
+        format!("{}...", s.chars().take(40).collect::<String>())
+    } else {
+        s
+    }
 }
 
 impl Fields<'_> {
-    fn err(&self, key: &'static str, reason: impl Into<String>) -> Error {
-        Error::Value {
-            file: self.file.to_owned(),
+    /// Go's match: the exact key, else the last key equal ignoring ASCII case.
+    fn get(&self, key: &str) -> Option<&Value> {
+        let v = self.map.get(key).or_else(|| {
+            self.map
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
+                .next_back()
+        })?;
+        (!v.is_null()).then_some(v)
+    }
+
+    fn invalid(&self, key: &'static str, message: impl fmt::Display) -> ConfigError {
+        ConfigError::Invalid {
+            source_name: self.source.to_owned(),
             key,
-            reason: reason.into(),
+            message: message.to_string(),
         }
     }
 
-    fn string(&self, key: &'static str) -> Result<Option<String>, Error> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
+    fn string(&self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(self.err(key, format!("expected a string, got {other}"))),
+            Some(v) => Err(self.invalid(key, format!("expected a string, got {}", describe(v)))),
         }
     }
 
-    fn bool(&self, key: &'static str) -> Result<bool, Error> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(false),
+    fn bool(&self, key: &'static str) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None => Ok(false),
             Some(Value::Bool(b)) => Ok(*b),
-            Some(other) => Err(self.err(key, format!("expected true or false, got {other}"))),
-        }
-    }
-
-    fn uint(&self, key: &'static str, max: u64) -> Result<Option<u64>, Error> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(v) if v <= max => Ok(Some(v)),
-                _ => Err(self.err(key, format!("expected a whole number 0-{max}, got {n}"))),
-            },
-            Some(other) => {
-                Err(self.err(key, format!("expected a whole number 0-{max}, got {other}")))
+            Some(v) => {
+                Err(self.invalid(key, format!("expected true or false, got {}", describe(v))))
             }
         }
     }
 
-    fn port(&self, key: &'static str) -> Result<Option<u16>, Error> {
-        self.uint(key, u64::from(u16::MAX))?
-            .map(|v| u16::try_from(v).map_err(|_| self.err(key, "port out of range")))
-            .transpose()
+    fn strings(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => Ok(s.clone()),
+                    v => Err(self.invalid(
+                        key,
+                        format!("expected a list of strings, got {}", describe(v)),
+                    )),
+                })
+                .collect(),
+            Some(v) => Err(self.invalid(
+                key,
+                format!("expected a list of strings, got {}", describe(v)),
+            )),
+        }
     }
 
-    fn hex_id(&self, key: &'static str) -> Result<String, Error> {
-        let v = self.string(key)?.ok_or_else(|| self.err(key, "required"))?;
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(self.err(key, format!("expected hex digits, got {v:?}")));
+    fn port(&self, key: &'static str) -> Result<u16, ConfigError> {
+        match self.get(key) {
+            None => Ok(0),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .ok_or_else(|| {
+                    self.invalid(
+                        key,
+                        format!("expected a port number 0-65535, got {}", describe(v)),
+                    )
+                }),
         }
-        Ok(v)
+    }
+
+    fn uint<T: TryFrom<u64>>(&self, key: &'static str, min: u64) -> Result<Option<T>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n >= min)
+                .and_then(|n| T::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    self.invalid(
+                        key,
+                        format!(
+                            "expected a whole number of at least {min}, got {}",
+                            describe(v)
+                        ),
+                    )
+                }),
+        }
     }
 }
 
 impl Config {
-    /// Parses `text`; `file` names it in errors. Returns the config and the unknown keys.
-    pub fn parse(text: &str, file: &str) -> Result<(Config, Vec<String>), Error> {
-        let value: Value = serde_json::from_str(text).map_err(|e| Error::Json {
-            file: file.to_owned(),
-            reason: e.to_string(),
+    /// The IP address the local proxies listen on, as tunnel-core picks it: `127.0.0.1` when
+    /// `ListenInterface` is empty, `0.0.0.0` for `any`. For an interface name tunnel-core uses
+    /// the interface's first IPv4 address; that lookup is not done here, so this returns
+    /// `None` and the caller must resolve [`Config::listen_interface`] itself.
+    pub fn listen_ip(&self) -> Option<std::net::IpAddr> {
+        match self.listen_interface.as_str() {
+            "" => Some(std::net::Ipv4Addr::LOCALHOST.into()),
+            "any" => Some(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            _ => None,
+        }
+    }
+
+    /// Parses a config file's text. `source` names it in errors (e.g. `"client.json"`).
+    /// Returns the config and the keys it does not handle, in file order.
+    pub fn parse(text: &str, source: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Json {
+            source_name: source.to_owned(),
+            message: e.to_string(),
         })?;
         let Value::Object(map) = value else {
-            return Err(Error::Json {
-                file: file.to_owned(),
-                reason: "the top level must be an object".to_owned(),
+            return Err(ConfigError::Json {
+                source_name: source.to_owned(),
+                message: "the top level is not an object".into(),
             });
         };
-        let f = Fields { map: &map, file };
-        let client_version = f.string("ClientVersion")?.unwrap_or_else(|| "0".to_owned());
-        if client_version.is_empty() || !client_version.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(f.err(
+        let f = Fields { map: &map, source };
+
+        let required = |key: &'static str| -> Result<String, ConfigError> {
+            match f.string(key)? {
+                Some(s) if !s.is_empty() => Ok(s),
+                _ => Err(ConfigError::Missing {
+                    source_name: source.to_owned(),
+                    key,
+                }),
+            }
+        };
+        let propagation_channel_id = required("PropagationChannelId")?;
+        let sponsor_id = required("SponsorId")?;
+
+        let client_version = f.string("ClientVersion")?.unwrap_or_default();
+        let client_version = if client_version.is_empty() {
+            "0".to_owned()
+        } else if client_version.bytes().all(|c| c.is_ascii_digit()) {
+            client_version
+        } else {
+            return Err(f.invalid(
                 "ClientVersion",
-                format!("expected an integer string, got {client_version:?}"),
+                format!("expected a string of decimal digits, got {client_version:?}"),
             ));
+        };
+
+        let mut protocol_names = f.strings("LimitTunnelProtocols")?;
+        // The legacy single `TunnelProtocol` key limits to that one protocol.
+        if protocol_names.is_empty()
+            && let Some(p) = f.string("TunnelProtocol")?.filter(|p| !p.is_empty())
+        {
+            protocol_names.push(p);
         }
-        let sponsor_id = f.hex_id("SponsorId")?;
-        if sponsor_id.len() != 16 {
-            return Err(f.err("SponsorId", "expected 16 hex digits"));
-        }
-        let limit_tunnel_protocols = match map.get("LimitTunnelProtocols") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .and_then(TunnelProtocol::from_name)
-                        .ok_or_else(|| {
-                            f.err(
-                                "LimitTunnelProtocols",
-                                format!("unknown tunnel protocol {v}"),
-                            )
-                        })
+        let limit_tunnel_protocols = protocol_names
+            .iter()
+            .map(|name| {
+                TunnelProtocol::from_name(name).ok_or_else(|| {
+                    f.invalid(
+                        "LimitTunnelProtocols",
+                        format!("unknown tunnel protocol {name:?}"),
+                    )
                 })
-                .collect::<Result<_, _>>()?,
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let target_api_encoding = match f.string("TargetAPIEncoding")?.as_deref() {
+            None | Some("") => None,
+            Some("json") => Some(ApiEncoding::Json),
+            Some("cbor") => Some(ApiEncoding::Cbor),
             Some(other) => {
-                return Err(f.err(
-                    "LimitTunnelProtocols",
-                    format!("expected a list of protocol names, got {other}"),
+                return Err(f.invalid(
+                    "TargetAPIEncoding",
+                    format!("expected \"json\" or \"cbor\", got {other:?}"),
                 ));
             }
         };
-        let to_usize = |key, v: Option<u64>| {
-            v.map(|v| usize::try_from(v).map_err(|_| f.err(key, "too large")))
-                .transpose()
+
+        let network_latency_multiplier = match f.get("NetworkLatencyMultiplier") {
+            None => 0.0,
+            Some(v) => v
+                .as_f64()
+                .filter(|m| *m == 0.0 || *m >= 1.0)
+                .ok_or_else(|| {
+                    f.invalid(
+                        "NetworkLatencyMultiplier",
+                        format!("expected 0 or a number >= 1, got {}", describe(v)),
+                    )
+                })?,
         };
+
+        let session_id = f.string("SessionID")?.filter(|s| !s.is_empty());
+        if let Some(s) = &session_id
+            && !is_session_id(s)
+        {
+            return Err(f.invalid("SessionID", format!("expected 32 hex digits, got {s:?}")));
+        }
+
+        let target_server_entry = f.string("TargetServerEntry")?.filter(|s| !s.is_empty());
+        if let Some(e) = &target_server_entry
+            && !is_hex_digits(e)
+        {
+            return Err(f.invalid("TargetServerEntry", "expected a hex-encoded server entry"));
+        }
+
+        let upstream_proxy_url = f.string("UpstreamProxyURL")?.filter(|s| !s.is_empty());
+        if let Some(u) = &upstream_proxy_url {
+            check_upstream_proxy_url(u).map_err(|m| f.invalid("UpstreamProxyURL", m))?;
+        }
+
         let config = Config {
-            propagation_channel_id: f.hex_id("PropagationChannelId")?,
+            propagation_channel_id,
             sponsor_id,
             client_version,
-            client_platform: f
-                .string("ClientPlatform")?
-                .unwrap_or_else(|| "psiphon-rs".to_owned()),
-            data_root_directory: f.string("DataRootDirectory")?.map(PathBuf::from),
+            client_platform: f.string("ClientPlatform")?.unwrap_or_default(),
+            client_features: f.strings("ClientFeatures")?,
+            data_root_directory: f
+                .string("DataRootDirectory")?
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             local_socks_proxy_port: f.port("LocalSocksProxyPort")?,
             local_http_proxy_port: f.port("LocalHttpProxyPort")?,
             disable_local_socks_proxy: f.bool("DisableLocalSocksProxy")?,
             disable_local_http_proxy: f.bool("DisableLocalHTTPProxy")?,
-            listen_interface: f.string("ListenInterface")?,
-            egress_region: f.string("EgressRegion")?,
+            listen_interface: f.string("ListenInterface")?.unwrap_or_default(),
+            egress_region: f.string("EgressRegion")?.unwrap_or_default(),
             limit_tunnel_protocols,
-            target_server_entry: f.string("TargetServerEntry")?,
+            target_server_entry,
+            target_api_encoding,
             emit_diagnostic_notices: f.bool("EmitDiagnosticNotices")?,
-            connection_worker_pool_size: to_usize(
-                "ConnectionWorkerPoolSize",
-                f.uint("ConnectionWorkerPoolSize", 1000)?,
-            )?,
-            tunnel_pool_size: to_usize("TunnelPoolSize", f.uint("TunnelPoolSize", 32)?)?,
-            establish_tunnel_timeout_seconds: f
-                .uint("EstablishTunnelTimeoutSeconds", 86_400 * 365)?,
-            session_id: f.string("SessionID")?,
-            server_entry_signature_public_key: f.string("ServerEntrySignaturePublicKey")?,
-            upstream_proxy_url: f.string("UpstreamProxyURL")?,
-            device_region: f.string("DeviceRegion")?,
+            connection_worker_pool_size: f.uint("ConnectionWorkerPoolSize", 1)?,
+            tunnel_pool_size: f.uint("TunnelPoolSize", 1)?,
+            establish_tunnel_timeout_seconds: f.uint("EstablishTunnelTimeoutSeconds", 0)?,
+            network_latency_multiplier,
+            server_entry_signature_public_key: f
+                .string("ServerEntrySignaturePublicKey")?
+                .filter(|s| !s.is_empty()),
+            session_id,
+            device_region: f.string("DeviceRegion")?.unwrap_or_default(),
+            upstream_proxy_url,
         };
-        if let Some(li) = &config.listen_interface
-            && li != "any"
-            && !li.is_empty()
-            && li.parse::<IpAddr>().is_err()
-        {
-            return Err(f.err("ListenInterface", format!("expected \"any\" or an IP address, got {li:?} (interface names are not supported yet)")));
-        }
+
         let unknown = map
             .keys()
-            .filter(|k| !KNOWN.contains(&k.as_str()))
+            .filter(|k| !KEYS.iter().any(|known| known.eq_ignore_ascii_case(k)))
             .cloned()
             .collect();
         Ok((config, unknown))
     }
 
-    /// Reads and parses a file.
-    pub fn read(path: &Path) -> Result<(Config, Vec<String>), Error> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            file: file.clone(),
+    /// Reads and parses a config file; errors name the file.
+    pub fn read(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, &file)
+        Config::parse(&text, &path.display().to_string())
     }
+}
 
-    /// The address the local proxies listen on.
-    pub fn listen_ip(&self) -> IpAddr {
-        match self.listen_interface.as_deref() {
-            Some("any") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            Some(ip) => ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        }
+/// `UpstreamProxyURL` must be `http://`, `socks4a://` or `socks5://` with a host and port.
+fn check_upstream_proxy_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| "expected scheme://[user:pass@]host:port".to_owned())?;
+    if !["http", "socks4a", "socks5"].contains(&scheme.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "unsupported scheme {scheme:?} (expected http, socks4a or socks5)"
+        ));
     }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    crate::proxy::http::split_authority(host_port, None)
+        .map(|_| ())
+        .map_err(|_| "expected a host and a port".to_owned())
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
     use super::*;
 
-    const MINIMAL: &str = r#"{"LocalHttpProxyPort":8080,"LocalSocksProxyPort":1080,
-        "PropagationChannelId":"24BCA4EE20BEB92C","SponsorId":"721AE60D76700F5A"}"#;
+    const MIN: &str =
+        r#"{"PropagationChannelId":"24BCA4EE20BEB92C","SponsorId":"721AE60D76700F5A"}"#;
 
-    #[test]
-    fn tunnel_core_readme_example_parses() {
-        let (c, unknown) = Config::parse(MINIMAL, "client.json").unwrap();
-        assert_eq!(c.local_socks_proxy_port, Some(1080));
-        assert_eq!(c.client_version, "0");
-        assert!(unknown.is_empty());
-        assert_eq!(c.listen_ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+    fn with(extra: &str) -> String {
+        format!(
+            "{{\"PropagationChannelId\":\"24BCA4EE20BEB92C\",\"SponsorId\":\"721AE60D76700F5A\",{extra}}}"
+        )
+    }
+
+    fn err(extra: &str) -> String {
+        Config::parse(&with(extra), "client.json")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
-    fn shipped_example_config_parses() {
+    fn the_shipped_example_parses() {
         let text = include_str!("../example-config.json");
         let (c, unknown) = Config::parse(text, "example-config.json").unwrap();
         assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(c.propagation_channel_id, "24BCA4EE20BEB92C");
+        assert_eq!(c.sponsor_id, "721AE60D76700F5A");
+        assert_eq!(
+            (c.local_http_proxy_port, c.local_socks_proxy_port),
+            (8080, 1080)
+        );
+        assert!(c.target_server_entry.is_some());
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, unknown) = Config::parse(MIN, "client.json").unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(c.client_version, "0");
+        assert_eq!((c.local_socks_proxy_port, c.local_http_proxy_port), (0, 0));
+        assert!(c.limit_tunnel_protocols.is_empty());
+        assert_eq!(c.session_id, None);
+        assert_eq!(c.network_latency_multiplier, 0.0);
+        assert_eq!(c.listen_ip(), Some("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn all_handled_keys() {
+        let (c, unknown) = Config::parse(
+            &with(concat!(
+                r#""ClientVersion":"123","ClientPlatform":"Linux","ClientFeatures":["a"],"#,
+                r#""DataRootDirectory":"/tmp/x","LocalSocksProxyPort":1080,"LocalHttpProxyPort":8080,"#,
+                r#""DisableLocalSocksProxy":true,"DisableLocalHTTPProxy":true,"ListenInterface":"any","#,
+                r#""EgressRegion":"CA","LimitTunnelProtocols":["OSSH","SSH"],"TargetAPIEncoding":"cbor","#,
+                r#""EmitDiagnosticNotices":true,"ConnectionWorkerPoolSize":4,"TunnelPoolSize":2,"#,
+                r#""EstablishTunnelTimeoutSeconds":0,"NetworkLatencyMultiplier":1.5,"#,
+                r#""ServerEntrySignaturePublicKey":"AAAA","SessionID":"0123456789abcdef0123456789ABCDEF","#,
+                r#""DeviceRegion":"US","UpstreamProxyURL":"socks5://u:p@127.0.0.1:9050","#,
+                r#""RemoteServerListURLs":[],"SomethingNew":1"#
+            )),
+            "client.json",
+        )
+        .unwrap();
+        assert_eq!(unknown, ["RemoteServerListURLs", "SomethingNew"]);
+        assert_eq!(c.client_version, "123");
         assert_eq!(
             c.limit_tunnel_protocols,
-            vec![TunnelProtocol::Ossh, TunnelProtocol::Ssh]
+            [TunnelProtocol::Ossh, TunnelProtocol::Ssh]
         );
-    }
-
-    #[test]
-    fn unknown_keys_are_reported_not_rejected() {
-        let text = r#"{"PropagationChannelId":"AB","SponsorId":"721AE60D76700F5A","NoSuchKey":1}"#;
-        let (_, unknown) = Config::parse(text, "c.json").unwrap();
-        assert_eq!(unknown, vec!["NoSuchKey".to_owned()]);
-    }
-
-    #[test]
-    fn bad_values_name_the_key_and_file() {
-        for (text, key) in [
-            (
-                r#"{"PropagationChannelId":"AB","SponsorId":"721AE60D76700F5A","LocalSocksProxyPort":"abc"}"#,
-                "LocalSocksProxyPort",
-            ),
-            (
-                r#"{"PropagationChannelId":"AB","SponsorId":"721AE60D76700F5A","LocalSocksProxyPort":70000}"#,
-                "LocalSocksProxyPort",
-            ),
-            (
-                r#"{"PropagationChannelId":"AB","SponsorId":"nothex"}"#,
-                "SponsorId",
-            ),
-            (
-                r#"{"SponsorId":"721AE60D76700F5A"}"#,
-                "PropagationChannelId",
-            ),
-            (
-                r#"{"PropagationChannelId":"AB","SponsorId":"721AE60D76700F5A","LimitTunnelProtocols":["NOPE"]}"#,
-                "LimitTunnelProtocols",
-            ),
-            (
-                r#"{"PropagationChannelId":"AB","SponsorId":"721AE60D76700F5A","ClientVersion":"1.2"}"#,
-                "ClientVersion",
-            ),
-        ] {
-            let e = Config::parse(text, "client.json").unwrap_err().to_string();
-            assert!(e.starts_with("client.json: ") && e.contains(key), "{e}");
-        }
+        assert_eq!(c.target_api_encoding, Some(ApiEncoding::Cbor));
+        assert_eq!(c.establish_tunnel_timeout_seconds, Some(0));
+        assert_eq!(c.tunnel_pool_size, Some(2));
         assert!(
-            Config::parse("[1]", "x.json")
+            c.disable_local_http_proxy && c.disable_local_socks_proxy && c.emit_diagnostic_notices
+        );
+        assert_eq!(c.data_root_directory.as_deref(), Some(Path::new("/tmp/x")));
+        assert_eq!(c.listen_ip(), Some("0.0.0.0".parse().unwrap()));
+    }
+
+    #[test]
+    fn keys_match_ignoring_case_like_go() {
+        let (c, unknown) = Config::parse(&with(r#""localsocksproxyport":1081"#), "c.json").unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(c.local_socks_proxy_port, 1081);
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        assert_eq!(
+            err(r#""LocalSocksProxyPort":"abc""#),
+            r#"client.json: LocalSocksProxyPort: expected a port number 0-65535, got "abc""#
+        );
+        assert_eq!(
+            err(r#""LocalHttpProxyPort":65536"#),
+            "client.json: LocalHttpProxyPort: expected a port number 0-65535, got 65536"
+        );
+        assert_eq!(
+            err(r#""LimitTunnelProtocols":["OSSH","FOO"]"#),
+            r#"client.json: LimitTunnelProtocols: unknown tunnel protocol "FOO""#
+        );
+        assert_eq!(
+            err(r#""ClientVersion":"1.2""#),
+            r#"client.json: ClientVersion: expected a string of decimal digits, got "1.2""#
+        );
+        assert!(err(r#""SessionID":"xyz""#).starts_with("client.json: SessionID:"));
+        assert!(err(r#""TargetAPIEncoding":"xml""#).starts_with("client.json: TargetAPIEncoding:"));
+        assert!(
+            err(r#""UpstreamProxyURL":"ftp://h:1""#).starts_with("client.json: UpstreamProxyURL:")
+        );
+        assert!(
+            err(r#""UpstreamProxyURL":"http://host""#)
+                .starts_with("client.json: UpstreamProxyURL:")
+        );
+        assert!(err(r#""TunnelPoolSize":0"#).starts_with("client.json: TunnelPoolSize:"));
+        assert!(
+            err(r#""EmitDiagnosticNotices":"yes""#)
+                .starts_with("client.json: EmitDiagnosticNotices:")
+        );
+        assert_eq!(
+            Config::parse(r#"{"SponsorId":"x"}"#, "client.json")
+                .unwrap_err()
+                .to_string(),
+            "client.json: PropagationChannelId is required"
+        );
+        let e = Config::parse("[1]", "client.json").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(
+            Config::parse("{", "client.json")
                 .unwrap_err()
                 .to_string()
-                .contains("x.json")
+                .starts_with("client.json: ")
         );
-        assert!(Config::parse("{", "x.json").is_err());
+    }
+
+    #[test]
+    fn read_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.json");
+        assert!(Config::read(&path).is_err());
+        std::fs::write(&path, with(r#""LocalSocksProxyPort":-1"#)).unwrap();
+        let e = Config::read(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: LocalSocksProxyPort:", path.display())),
+            "{e}"
+        );
     }
 }
