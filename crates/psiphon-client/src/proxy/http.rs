@@ -329,6 +329,7 @@ pub fn split_authority(
 ) -> Result<(String, u16), HttpError> {
     let bad = HttpError::Malformed("bad host:port");
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        // An IPv6 literal: checked by parsing it.
         let (host, after) = rest.split_once(']').ok_or(bad.clone())?;
         if host.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(bad);
@@ -338,19 +339,20 @@ pub fn split_authority(
             p => (host, Some(p.strip_prefix(':').ok_or(bad.clone())?)),
         }
     } else {
-        match authority.rsplit_once(':') {
+        let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (authority, None),
+        };
+        // A name or an IPv4 literal: no colon (IPv6 needs brackets), no delimiters.
+        if host.is_empty()
+            || host
+                .bytes()
+                .any(|c| c <= b' ' || b"/?#@[]\\:".contains(&c) || c == 0x7f)
+        {
+            return Err(bad);
         }
+        (host, port)
     };
-    if host.is_empty()
-        || host
-            .bytes()
-            .any(|c| c <= b' ' || b"/?#@[]\\".contains(&c) || c == 0x7f)
-            && !host.contains(':')
-    {
-        return Err(bad);
-    }
     let port = match port {
         Some(p) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => {
             p.parse::<u16>().map_err(|_| bad.clone())?
@@ -649,6 +651,21 @@ mod tests {
             "CONNECT :80 HTTP/1.1\r\n\r\n",
         ] {
             assert!(classify(&req(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(split_authority("h:8", None), Ok(("h".into(), 8)));
+        assert_eq!(split_authority("h", Some(80)), Ok(("h".into(), 80)));
+        assert_eq!(split_authority("[::1]", Some(80)), Ok(("::1".into(), 80)));
+        for bad in [
+            "a:/b:80",
+            "::1:80",
+            "[::1]x",
+            "[nope]:1",
+            "h:",
+            "h:+1",
+            "a\\b:1",
+            "[::1]:65536",
+        ] {
+            assert!(split_authority(bad, Some(80)).is_err(), "{bad}");
         }
     }
 
