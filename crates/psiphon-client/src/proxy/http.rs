@@ -194,6 +194,16 @@ fn check_size(buf: &[u8]) -> Result<(), HttpError> {
 
 /// Parses a request head: `Ok(None)` if incomplete (read more), else the head and its length.
 pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HttpError> {
+    // Empty lines before a request are ignored (RFC 9112 §2.2), e.g. a stray CRLF after a
+    // previous request's body.
+    let skip = buf
+        .iter()
+        .take_while(|&&c| c == b'\r' || c == b'\n')
+        .count();
+    if skip > MAX_HEAD_BYTES {
+        return Err(HttpError::HeadTooLarge);
+    }
+    let buf = buf.get(skip..).unwrap_or_default();
     let Some(end) = head_end(buf) else {
         return check_size(buf).map(|()| None);
     };
@@ -219,7 +229,7 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, Ht
             minor,
             headers: parse_headers(rest)?,
         },
-        end,
+        skip + end,
     )))
 }
 
@@ -711,6 +721,11 @@ mod tests {
     #[test]
     fn bad_requests() {
         assert_eq!(parse_request_head(b"GET http://x/ HTTP/1.1\r\n"), Ok(None));
+        assert_eq!(parse_request_head(b"\r\n\r\n"), Ok(None));
+        let (h, n) = parse_request_head(b"\r\nGET http://x/ HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.method.as_str(), n), ("GET", 28));
         assert!(parse_request_head(b"GET  http://x/ HTTP/1.1\r\n\r\n").is_err());
         assert!(parse_request_head(b"GET http://x/ HTTP/2.0\r\n\r\n").is_err());
         assert!(parse_request_head(b"GET http://x/ HTTP/1.1\r\n folded\r\n\r\n").is_err());
