@@ -616,3 +616,33 @@ async fn http_1_0_clients_with_curl() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout, SMALL);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_open_client_connections() {
+    let origin = start_origin().await;
+    let proxy = HttpProxy::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        direct(),
+        Notices::stderr(false),
+    )
+    .await
+    .unwrap();
+    let addr = proxy.local_addr();
+    let stop = Shutdown::new();
+    let run = tokio::spawn(proxy.run(stop.clone()));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("CONNECT {origin} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = [0u8; 19];
+    s.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"HTTP/1.1 200 OK\r\n\r\n");
+    stop.trigger();
+    run.await.unwrap().unwrap();
+    // The tunnel is gone: EOF (or a reset), not a hang.
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("connection left open after shutdown");
+    assert!(r.is_err() || rest.is_empty());
+}

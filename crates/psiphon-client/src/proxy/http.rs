@@ -194,6 +194,16 @@ fn check_size(buf: &[u8]) -> Result<(), HttpError> {
 
 /// Parses a request head: `Ok(None)` if incomplete (read more), else the head and its length.
 pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HttpError> {
+    // Empty lines before a request are ignored (RFC 9112 §2.2), e.g. a stray CRLF after a
+    // previous request's body.
+    let skip = buf
+        .iter()
+        .take_while(|&&c| c == b'\r' || c == b'\n')
+        .count();
+    if skip > MAX_HEAD_BYTES {
+        return Err(HttpError::HeadTooLarge);
+    }
+    let buf = buf.get(skip..).unwrap_or_default();
     let Some(end) = head_end(buf) else {
         return check_size(buf).map(|()| None);
     };
@@ -219,7 +229,7 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, Ht
             minor,
             headers: parse_headers(rest)?,
         },
-        end,
+        skip + end,
     )))
 }
 
@@ -329,6 +339,7 @@ pub fn split_authority(
 ) -> Result<(String, u16), HttpError> {
     let bad = HttpError::Malformed("bad host:port");
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        // An IPv6 literal: checked by parsing it.
         let (host, after) = rest.split_once(']').ok_or(bad.clone())?;
         if host.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(bad);
@@ -338,19 +349,20 @@ pub fn split_authority(
             p => (host, Some(p.strip_prefix(':').ok_or(bad.clone())?)),
         }
     } else {
-        match authority.rsplit_once(':') {
+        let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (authority, None),
+        };
+        // A name or an IPv4 literal: no colon (IPv6 needs brackets), no delimiters.
+        if host.is_empty()
+            || host
+                .bytes()
+                .any(|c| c <= b' ' || b"/?#@[]\\:".contains(&c) || c == 0x7f)
+        {
+            return Err(bad);
         }
+        (host, port)
     };
-    if host.is_empty()
-        || host
-            .bytes()
-            .any(|c| c <= b' ' || b"/?#@[]\\".contains(&c) || c == 0x7f)
-            && !host.contains(':')
-    {
-        return Err(bad);
-    }
     let port = match port {
         Some(p) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => {
             p.parse::<u16>().map_err(|_| bad.clone())?
@@ -650,6 +662,21 @@ mod tests {
         ] {
             assert!(classify(&req(bad)).is_err(), "{bad}");
         }
+        assert_eq!(split_authority("h:8", None), Ok(("h".into(), 8)));
+        assert_eq!(split_authority("h", Some(80)), Ok(("h".into(), 80)));
+        assert_eq!(split_authority("[::1]", Some(80)), Ok(("::1".into(), 80)));
+        for bad in [
+            "a:/b:80",
+            "::1:80",
+            "[::1]x",
+            "[nope]:1",
+            "h:",
+            "h:+1",
+            "a\\b:1",
+            "[::1]:65536",
+        ] {
+            assert!(split_authority(bad, Some(80)).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -694,6 +721,11 @@ mod tests {
     #[test]
     fn bad_requests() {
         assert_eq!(parse_request_head(b"GET http://x/ HTTP/1.1\r\n"), Ok(None));
+        assert_eq!(parse_request_head(b"\r\n\r\n"), Ok(None));
+        let (h, n) = parse_request_head(b"\r\nGET http://x/ HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.method.as_str(), n), ("GET", 28));
         assert!(parse_request_head(b"GET  http://x/ HTTP/1.1\r\n\r\n").is_err());
         assert!(parse_request_head(b"GET http://x/ HTTP/2.0\r\n\r\n").is_err());
         assert!(parse_request_head(b"GET http://x/ HTTP/1.1\r\n folded\r\n\r\n").is_err());
