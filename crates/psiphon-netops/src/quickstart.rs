@@ -83,11 +83,6 @@ fn random_hex_upper(bytes: usize) -> Result<String, Error> {
     Ok(b.iter().map(|x| format!("{x:02X}")).collect())
 }
 
-fn free_port() -> Result<u16, Error> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
-    Ok(l.local_addr().map_err(io("finding a free port"))?.port())
-}
-
 async fn start_server(
     index: usize,
     dir: &Path,
@@ -99,8 +94,9 @@ async fn start_server(
     let opts = GenerateOptions {
         ip_address: "127.0.0.1".to_owned(),
         protocols: vec![
-            ("SSH".to_owned(), free_port()?),
-            ("OSSH".to_owned(), free_port()?),
+            // Placeholders: the servers listen on OS-picked ports, written back below.
+            ("SSH".to_owned(), 2222),
+            ("OSSH".to_owned(), 9999),
         ],
         log_filename: Some(sdir.join("psiphond.log").display().to_string()),
         config_path: sdir.join("psiphond.config"),
@@ -124,6 +120,8 @@ async fn start_server(
         "discovery_servers": [],
     });
     write_json(&opts.psinet_path, &psinet)?;
+    // Listen on ports the OS picks (no race with other programs for a port chosen earlier),
+    // then write the real ports into the config (so a restart reuses them) and the entry.
     let mut config = generated.config.clone();
     if let Value::Object(m) = &mut config {
         m.insert("AllowBogons".to_owned(), Value::Bool(true));
@@ -131,15 +129,39 @@ async fn start_server(
             "PsinetDatabaseFilename".to_owned(),
             Value::String(opts.psinet_path.display().to_string()),
         );
+        m.insert(
+            "TunnelProtocolPorts".to_owned(),
+            json!({"SSH": 0, "OSSH": 0}),
+        );
     }
     write_json(&opts.config_path, &config)?;
-    let config = psiphon_server::Config::read(&opts.config_path)
+    let parsed = psiphon_server::Config::read(&opts.config_path)
         .map_err(|source| Error::Server { index, source })?;
-    let server = Server::start(config)
+    let server = Server::start(parsed)
         .await
         .map_err(|source| Error::Server { index, source })?;
+    let port = |p: &str| {
+        server
+            .local_addr(p)
+            .map(|a| a.port())
+            .ok_or_else(|| Error::Client(format!("server {index} has no {p} listener")))
+    };
+    let (ssh, ossh) = (port("SSH")?, port("OSSH")?);
+    if let Value::Object(m) = &mut config {
+        m.insert(
+            "TunnelProtocolPorts".to_owned(),
+            json!({"SSH": ssh, "OSSH": ossh}),
+        );
+    }
+    write_json(&opts.config_path, &config)?;
     let entry = ServerEntry::decode(generated.encoded_server_entry.trim())
         .map_err(|e| Error::Client(format!("server {index}'s entry does not decode: {e}")))?;
+    let mut fields = entry.fields().clone();
+    fields.insert("sshPort".to_owned(), json!(ssh));
+    fields.insert("sshObfuscatedPort".to_owned(), json!(ossh));
+    let entry = ServerEntry::from_fields(fields).map_err(|e| Error::Client(e.to_string()))?;
+    std::fs::write(&opts.server_entry_path, entry.encode())
+        .map_err(io("writing server-entry.dat"))?;
     Ok((server, entry))
 }
 
