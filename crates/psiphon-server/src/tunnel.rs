@@ -378,7 +378,10 @@ impl Forward {
             activity: &activity,
             epoch,
         };
-        let relay = tokio::io::copy_bidirectional(&mut up, &mut down);
+        // 32 KiB per direction (one SSH data packet): 4x fewer wake-ups than tokio's default,
+        // at a memory cost a server with many forwards can carry.
+        let relay =
+            tokio::io::copy_bidirectional_with_sizes(&mut up, &mut down, 32 * 1024, 32 * 1024);
         let idle = idle_watch(&activity, epoch, self.idle_timeout);
         tokio::select! {
             _ = relay => {}

@@ -263,7 +263,13 @@ async fn serve_client(mut client: TcpStream, dialer: Arc<dyn Dialer>) -> Result<
                         .await
                         .map_err(|e| format!("HTTP CONNECT relay: {e}"))?;
                 }
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                let _ = tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut upstream,
+                    super::RELAY_BUFFER,
+                    super::RELAY_BUFFER,
+                )
+                .await;
                 return Ok(());
             }
             ProxyRequest::Forward(fwd) => {
@@ -358,7 +364,13 @@ async fn forward(
                 .write_all(&rbuf)
                 .await
                 .map_err(|e| format!("HTTP response write: {e}"))?;
-            let _ = tokio::io::copy_bidirectional(client, &mut upstream).await;
+            let _ = tokio::io::copy_bidirectional_with_sizes(
+                client,
+                &mut upstream,
+                super::RELAY_BUFFER,
+                super::RELAY_BUFFER,
+            )
+            .await;
             return Ok(false);
         }
         if head.status < 200 {

@@ -140,6 +140,12 @@ async fn serve_client(mut client: TcpStream, dialer: Arc<dyn Dialer>) -> Result<
             .map_err(|e| format!("SOCKS relay: {e}"))?;
     }
     // A reset mid-transfer is the client's or the site's business, not a proxy error.
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    let _ = tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut upstream,
+        super::RELAY_BUFFER,
+        super::RELAY_BUFFER,
+    )
+    .await;
     Ok(())
 }
