@@ -245,3 +245,19 @@ impl Client {
         let _ = (&mut self.task).await;
     }
 }
+
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM: when a console program should shut down.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

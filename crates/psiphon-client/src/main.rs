@@ -120,7 +120,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        psiphon_client::app::shutdown_signal().await;
         client.shutdown().await;
         ExitCode::SUCCESS
     });
@@ -165,19 +165,4 @@ fn load_entries(
         return Err(format!("{}: no usable server entries", path.display()));
     }
     Ok(list.entries)
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -354,24 +354,9 @@ pub async fn run_until_interrupted(dir: Option<PathBuf>) -> Result<(), Error> {
     println!("Starting a Psiphon network on loopback...");
     let net = start(dir).await?;
     println!("\n{}\n", net.instructions());
-    wait_for_signal().await;
+    app::shutdown_signal().await;
     println!("\nStopping...");
     net.shutdown().await;
     println!("Stopped.");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
