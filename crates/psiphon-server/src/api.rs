@@ -118,6 +118,8 @@ pub struct ApiContext<'a> {
     /// `OwnEncodedServerEntries`: returned to a client that reports its copy of this
     /// server's entry unsigned (`missing_server_entry_signature`/`_provider_id` = tag).
     pub own_encoded_server_entries: &'a BTreeMap<String, String>,
+    /// The client's GeoIP fields (looked up at accept; the address is not kept).
+    pub geo: &'a crate::geoip::GeoFields,
 }
 
 /// Shuffles in place (tunnel-core returns home pages in random order).
@@ -191,8 +193,8 @@ impl ApiState {
         let device_region = params.optional_str("device_region").unwrap_or_default();
         let mut homepages = ctx.psinet.homepages(
             &sponsor_id,
-            REGION_NONE,
-            REGION_NONE,
+            &ctx.geo.region,
+            &ctx.geo.asn,
             device_region,
             platform.is_mobile(),
         );
@@ -212,7 +214,7 @@ impl ApiState {
                 .upgrade_client_version(&client_version, platform.name())
                 .unwrap_or_default(),
             https_request_regexes: ctx.psinet.https_request_regexes(&sponsor_id),
-            client_region: REGION_NONE.to_owned(),
+            client_region: ctx.geo.region.clone(),
             server_timestamp: rfc3339(now),
             padding: padding(&params),
             ..HandshakeResponse::default()
@@ -265,7 +267,7 @@ impl ApiState {
         let unique = last == LAST_CONNECTED_NONE || last.get(..10).is_some_and(|d| *d < *today);
         if unique {
             let mut fields = handshake.log_fields.clone();
-            fields.insert("client_region".to_owned(), Value::from(REGION_NONE));
+            ctx.geo.log_into(&mut fields);
             fields.insert("session_id".to_owned(), Value::from(ctx.session_id));
             ctx.log.event("unique_user", fields);
         }
@@ -317,6 +319,7 @@ mod tests {
             log: &log,
             session_id: "00112233445566778899aabbccddeeff",
             own_encoded_server_entries: &BTreeMap::new(),
+            geo: &crate::geoip::GeoFields::none(),
         };
         let mut api = ApiState::default();
         let day1 = UNIX_EPOCH + Duration::from_secs(1_763_745_903); // 2025-11-21T17:25:03Z

@@ -128,7 +128,7 @@ pub struct Config {
     pub psinet_database_filename: Option<PathBuf>,
     /// `TrafficRulesFilename`.
     pub traffic_rules_filename: Option<PathBuf>,
-    /// `GeoIPDatabaseFilenames`: accepted; no GeoIP lookup is made yet (region `None`).
+    /// `GeoIPDatabaseFilenames`: MaxMind databases (City/Country and ISP), see [`crate::geoip`].
     pub geoip_database_filenames: Vec<String>,
     /// `AllowBogons`: let port forwards reach private and loopback addresses (tests only).
     pub allow_bogons: bool,

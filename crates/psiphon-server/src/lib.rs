@@ -7,6 +7,7 @@ pub mod config;
 pub mod deadline;
 mod error;
 pub mod generate;
+pub mod geoip;
 pub mod log;
 pub mod pem;
 pub mod psinet;

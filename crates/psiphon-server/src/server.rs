@@ -79,6 +79,7 @@ pub(crate) struct Shared {
     pub(crate) obfs: Option<psiphon_obfs::ServerConfig>,
     pub(crate) handshakes: Arc<Semaphore>,
     pub(crate) counters: Counters,
+    pub(crate) geoip: crate::geoip::GeoIp,
 }
 
 /// A running server.
@@ -106,12 +107,7 @@ impl Server {
         for warning in &config.warnings {
             log.message(Level::Warning, warning);
         }
-        if !config.geoip_database_filenames.is_empty() {
-            log.message(
-                Level::Warning,
-                "GeoIPDatabaseFilenames: GeoIP lookup is not implemented; client_region is None",
-            );
-        }
+        let geoip = crate::geoip::GeoIp::open(&config.geoip_database_filenames)?;
         let psinet = match &config.psinet_database_filename {
             Some(path) => Database::read(path)?,
             None => Database::default(),
@@ -175,6 +171,7 @@ impl Server {
             obfs,
             handshakes,
             counters: Counters::default(),
+            geoip,
         });
         let (shutdown, _) = watch::channel(false);
         let mut listeners: Vec<JoinHandle<()>> = bound

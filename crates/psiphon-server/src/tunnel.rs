@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::api::{ApiContext, ApiState, REGION_NONE};
+use crate::api::{ApiContext, ApiState};
 use crate::bogon::is_bogon;
 use crate::deadline::ReadDeadline;
 use crate::server::{Protocol, Shared};
@@ -72,6 +72,9 @@ pub(crate) async fn serve(
 ) {
     let start_time = SystemTime::now();
     let start = Instant::now();
+    // The one use of the address besides the OSSH seed history: GeoIP, now; only the derived
+    // fields are kept.
+    let geo = shared.geoip.lookup(peer);
     let _ = tcp.set_nodelay(true);
     let tcp = ReadDeadline::new(tcp, shared.config.read_deadline);
     let slot = Arc::new(Mutex::new(None));
@@ -120,6 +123,7 @@ pub(crate) async fn serve(
         dial_slots: Arc::new(Semaphore::new(rules.max_tcp_dialing_port_forward_count)),
         start_time,
         start,
+        geo,
     };
     tunnel.run(conn, shutdown).await;
     shared.counters.tunnels.fetch_add(1, Ordering::Relaxed);
@@ -160,6 +164,7 @@ struct Tunnel {
     protocol: Protocol,
     payload: SshPasswordPayload,
     api: ApiState,
+    geo: crate::geoip::GeoFields,
     stats: Arc<ForwardStats>,
     forwards: JoinSet<()>,
     open_slots: Arc<Semaphore>,
@@ -194,6 +199,7 @@ impl Tunnel {
             log: &self.shared.log,
             session_id: &self.payload.session_id,
             own_encoded_server_entries: &self.shared.config.own_encoded_server_entries,
+            geo: &self.geo,
         };
         let name = request.name().to_owned();
         match self
@@ -277,15 +283,7 @@ impl Tunnel {
             "status_request_count",
             Value::from(self.api.status_requests()),
         );
-        for key in [
-            "client_region",
-            "client_city",
-            "client_isp",
-            "client_asn",
-            "client_aso",
-        ] {
-            put(key, Value::from(REGION_NONE));
-        }
+        self.geo.log_into(&mut f);
         match handshake {
             // The handshake's parameters as sent (client_platform unnormalised, as
             // tunnel-core logs it).

@@ -1,0 +1,137 @@
+//! GeoIP from configured MaxMind databases (City and ISP types, generated here): the handshake
+//! returns the client's country and picks that region's home page, and `server_tunnel` /
+//! `unique_user` carry the derived fields, never the address.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use common::{fixture, handshake_params, password, request};
+use maxminddb_writer::Database;
+use maxminddb_writer::paths::IpAddrWithMask;
+use psiphon_protocol::api::HandshakeResponse;
+use psiphon_server::Server;
+use psiphon_server::geoip::GeoIp;
+use serde_json::json;
+
+const CLIENT_IP: &str = "127.45.67.89";
+
+/// An ISP record as MaxMind's GeoIP2-ISP databases hold it (the AS number is a uint32).
+#[derive(serde::Serialize)]
+struct IspRecord {
+    isp: &'static str,
+    autonomous_system_number: u32,
+    autonomous_system_organization: &'static str,
+}
+
+fn write_db<T: serde::Serialize>(path: &Path, db_type: &str, value: T) {
+    let mut db = Database::default();
+    db.metadata.database_type = db_type.to_owned();
+    db.metadata.binary_format_major_version = 2;
+    db.metadata.languages = vec!["en".to_owned()];
+    let data = db.insert_value(value).unwrap();
+    db.insert_node("127.45.0.0/16".parse::<IpAddrWithMask>().unwrap(), data);
+    let file = std::fs::File::create(path).unwrap();
+    db.write_to(file).unwrap();
+}
+
+fn databases(dir: &Path) -> Vec<String> {
+    let city = dir.join("city.mmdb");
+    write_db(
+        &city,
+        "GeoIP2-City",
+        json!({"country": {"iso_code": "CA"}, "city": {"names": {"en": "Sault Ste. Marie"}}}),
+    );
+    let isp = dir.join("isp.mmdb");
+    write_db(
+        &isp,
+        "GeoIP2-ISP",
+        IspRecord {
+            isp: "Test Net",
+            autonomous_system_number: 64500,
+            autonomous_system_organization: "Test Org",
+        },
+    );
+    vec![city.display().to_string(), isp.display().to_string()]
+}
+
+#[test]
+fn lookups_fill_every_field_and_default_to_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let geo = GeoIp::open(&databases(dir.path())).unwrap();
+    let g = geo.lookup(CLIENT_IP.parse().unwrap());
+    assert_eq!(
+        (g.region.as_str(), g.city.as_str()),
+        ("CA", "Sault_Ste._Marie")
+    );
+    assert_eq!(
+        (g.isp.as_str(), g.asn.as_str(), g.aso.as_str()),
+        ("Test_Net", "64500", "Test_Org")
+    );
+    let other = geo.lookup("127.9.9.9".parse().unwrap());
+    assert_eq!(other, psiphon_server::geoip::GeoFields::none());
+    let err = GeoIp::open(&[dir.path().join("missing.mmdb").display().to_string()]).unwrap_err();
+    assert!(
+        err.to_string().contains("missing.mmdb")
+            && err.to_string().contains("GeoIPDatabaseFilenames"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_and_logs_use_geoip_never_the_address() {
+    let mut f = fixture(false);
+    f.config.geoip_database_filenames = databases(f.dir.path());
+    // A home page for Canada, next to the default one.
+    let psinet = json!({
+        "sponsors": {common::SPONSOR: {"id": common::SPONSOR, "home_pages": {
+            "None": [{"region": "None", "url": "https://example.org/elsewhere"}],
+            "CA": [{"region": "CA", "url": "https://example.org/ca?client_region=XX"}]
+        }}},
+        "default_sponsor_id": common::SPONSOR
+    });
+    std::fs::write(f.path("psinet.json"), psinet.to_string()).unwrap();
+    let server = Server::start(f.config.clone()).await.unwrap();
+    let source: IpAddr = CLIENT_IP.parse().unwrap();
+    let conn = common::connect_with(&server, &f.entry, "OSSH", Some(source), password(&f.entry))
+        .await
+        .unwrap();
+    let body = request(&conn, "psiphon-handshake", &handshake_params("OSSH"))
+        .await
+        .unwrap();
+    let r = HandshakeResponse::from_json(&body).unwrap();
+    assert_eq!(r.client_region, "CA");
+    assert_eq!(
+        r.homepages,
+        vec!["https://example.org/ca?client_region=CA".to_owned()]
+    );
+    let connected = handshake_params("OSSH").with_last_connected(None);
+    request(&conn, "psiphon-connected", &connected)
+        .await
+        .unwrap();
+    drop(conn);
+    server.shutdown().await;
+    let log = f.log_text();
+    let tunnel = log
+        .lines()
+        .find(|l| l.contains("\"server_tunnel\""))
+        .expect("a server_tunnel event");
+    for want in [
+        "\"client_region\":\"CA\"",
+        "\"client_city\":\"Sault_Ste._Marie\"",
+        "\"client_isp\":\"Test_Net\"",
+        "\"client_asn\":\"64500\"",
+        "\"client_aso\":\"Test_Org\"",
+    ] {
+        assert!(tunnel.contains(want), "{want} missing from {tunnel}");
+    }
+    let unique = log
+        .lines()
+        .find(|l| l.contains("\"unique_user\""))
+        .expect("a unique_user event");
+    assert!(unique.contains("\"client_region\":\"CA\""), "{unique}");
+    let all = String::from_utf8_lossy(&f.all_written_bytes()).into_owned();
+    assert!(!all.contains(CLIENT_IP), "the client address was written");
+}
