@@ -148,28 +148,40 @@ impl Shutdown {
 }
 
 /// Binds a proxy listener, emitting the port-in-use notice when appropriate.
+/// Binds a proxy's listener and reports it: `listening` with the real port (port 0 lets the OS
+/// pick), or `in_use` and an error when the port is taken.
 async fn bind_listener(
     proxy: &'static str,
     addr: SocketAddr,
     notices: &Notices,
     in_use: fn(&Notices, u16),
-) -> Result<TcpListener, ProxyError> {
-    match TcpListener::bind(addr).await {
-        Ok(l) => Ok(l),
+    listening: fn(&Notices, u16),
+) -> Result<(TcpListener, SocketAddr), ProxyError> {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
         Err(source) if source.kind() == io::ErrorKind::AddrInUse => {
             in_use(notices, addr.port());
-            Err(ProxyError::PortInUse {
+            return Err(ProxyError::PortInUse {
                 proxy,
                 addr,
                 source,
-            })
+            });
         }
-        Err(source) => Err(ProxyError::Bind {
-            proxy,
-            addr,
-            source,
-        }),
-    }
+        Err(source) => {
+            return Err(ProxyError::Bind {
+                proxy,
+                addr,
+                source,
+            });
+        }
+    };
+    let local = listener.local_addr().map_err(|source| ProxyError::Bind {
+        proxy,
+        addr,
+        source,
+    })?;
+    listening(notices, local.port());
+    Ok((listener, local))
 }
 
 /// The accept loop shared by both proxies: a semaphore before accept, TCP_NODELAY, one task

@@ -54,14 +54,14 @@ impl HttpProxy {
         dialer: Arc<dyn Dialer>,
         notices: Notices,
     ) -> Result<HttpProxy, ProxyError> {
-        let listener =
-            bind_listener("HTTP", listen, &notices, Notices::http_proxy_port_in_use).await?;
-        let local_addr = listener.local_addr().map_err(|source| ProxyError::Bind {
-            proxy: "HTTP",
-            addr: listen,
-            source,
-        })?;
-        notices.listening_http_proxy_port(local_addr.port());
+        let (listener, local_addr) = bind_listener(
+            "HTTP",
+            listen,
+            &notices,
+            Notices::http_proxy_port_in_use,
+            Notices::listening_http_proxy_port,
+        )
+        .await?;
         Ok(HttpProxy {
             listener,
             local_addr,

@@ -41,14 +41,14 @@ impl SocksProxy {
         dialer: Arc<dyn Dialer>,
         notices: Notices,
     ) -> Result<SocksProxy, ProxyError> {
-        let listener =
-            bind_listener("SOCKS", listen, &notices, Notices::socks_proxy_port_in_use).await?;
-        let local_addr = listener.local_addr().map_err(|source| ProxyError::Bind {
-            proxy: "SOCKS",
-            addr: listen,
-            source,
-        })?;
-        notices.listening_socks_proxy_port(local_addr.port());
+        let (listener, local_addr) = bind_listener(
+            "SOCKS",
+            listen,
+            &notices,
+            Notices::socks_proxy_port_in_use,
+            Notices::listening_socks_proxy_port,
+        )
+        .await?;
         Ok(SocksProxy {
             listener,
             local_addr,
