@@ -75,37 +75,8 @@ pub fn format_line(
     }
 }
 
-/// Formats a time as Go's `RFC3339Milli` in UTC: `2006-01-02T15:04:05.000Z`. Times before
-/// 1970 are written as the epoch.
-pub fn rfc3339_milli(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let millis = since.subsec_millis();
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm,
-/// for non-negative day counts).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
-}
+/// Go's `RFC3339Milli` in UTC (`2006-01-02T15:04:05.000Z`), the notices' timestamp form.
+pub use psiphon_protocol::time::rfc3339_millis as rfc3339_milli;
 
 /// The clock a [`Notices`] stamps lines with.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;

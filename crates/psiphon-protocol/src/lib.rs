@@ -5,6 +5,7 @@ mod error;
 pub mod gojson;
 pub mod password;
 pub mod server_entry;
+pub mod time;
 pub mod tunnel_protocol;
 
 pub use api::{ApiParams, ConnectedResponse, HandshakeResponse, StatusResponse};
