@@ -2,7 +2,8 @@
 //! front of the controller's active tunnel, with tunnel-core's notices.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use psiphon_protocol::{ServerEntry, TunnelProtocol};
@@ -11,8 +12,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::controller::{ActiveTunnel, Controller, ForwardError, Observer, Settings};
+use crate::datastore::{DATA_DIRECTORY, Datastore, Source, StoreSummary};
 use crate::notice::{NoticeFlags, Notices, obj};
 use crate::proxy::{DialError, DialFuture, Dialer, HttpProxy, Shutdown, SocksProxy};
+use crate::remote_list::{self, Fetcher};
 use crate::tunnel::{self, ClientParams, Tunnel};
 
 /// How long a new port forward waits for a tunnel before it fails.
@@ -40,6 +43,28 @@ impl Dialer for TunnelDialer {
 struct NoticeObserver {
     notices: Notices,
     client_version: String,
+    store: Arc<Datastore>,
+    fetcher: Arc<OnceLock<Arc<Fetcher>>>,
+}
+
+impl NoticeObserver {
+    fn request_fetch(&self) {
+        if let Some(f) = self.fetcher.get() {
+            f.request();
+        }
+    }
+}
+
+/// Emits `AvailableEgressRegions` with the regions the store holds.
+pub fn available_egress_regions(store: &Datastore, notices: &Notices) {
+    if let Ok(regions) = store.regions() {
+        let list: Vec<serde_json::Value> = regions.into_iter().map(Into::into).collect();
+        notices.emit_with(
+            "AvailableEgressRegions",
+            NoticeFlags::NONE,
+            obj([("regions", list.into())]),
+        );
+    }
 }
 
 impl Observer for NoticeObserver {
@@ -91,6 +116,32 @@ impl Observer for NoticeObserver {
     }
 
     fn connected(&self, _timestamp: &str) {}
+
+    fn no_candidates(&self) {
+        self.request_fetch();
+    }
+
+    fn round_failed(&self) {
+        self.request_fetch();
+    }
+
+    fn discovered(&self, count: usize) {
+        self.notices
+            .info(&format!("stored {count} discovered server entries"));
+        available_egress_regions(&self.store, &self.notices);
+    }
+
+    fn pruned(&self, tag: &str) {
+        self.notices.emit_with(
+            "PruneServerEntry",
+            NoticeFlags::DIAGNOSTIC,
+            obj([("serverEntryTag", tag.into())]),
+        );
+    }
+
+    fn warning(&self, message: &str) {
+        self.notices.warning(message);
+    }
 }
 
 /// Why the client could not start.
@@ -100,9 +151,20 @@ pub enum StartError {
     /// A local proxy could not listen.
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    /// The datastore could not be used.
+    #[error(transparent)]
+    Datastore(#[from] crate::datastore::DatastoreError),
     /// `ListenInterface` names an interface; only "", "any" and IP addresses are supported.
     #[error("ListenInterface: {0:?} is not supported (use \"any\" or an IP address)")]
     ListenInterface(String),
+}
+
+/// The address of `TargetServerEntry`, when set and decodable.
+fn target_address(config: &Config) -> Option<String> {
+    let target = config.target_server_entry.as_deref()?;
+    ServerEntry::decode(target.trim())
+        .ok()
+        .map(|e| e.ip_address_str().to_owned())
 }
 
 /// A running client.
@@ -149,18 +211,36 @@ pub fn verify_entries(
         .collect()
 }
 
-/// Starts the proxies and the controller over `entries` (signatures checked first, see
-/// [`verify_entries`]).
+/// Stores entries from a list (embedded, `--server-list`, `TargetServerEntry`) after the
+/// signature check of [`verify_entries`].
+pub fn import_entries(
+    store: &Datastore,
+    entries: Vec<ServerEntry>,
+    source: Source,
+    public_key: Option<&str>,
+    notices: &Notices,
+) -> Result<StoreSummary, crate::datastore::DatastoreError> {
+    let entries = verify_entries(entries, public_key, notices);
+    store.store_all(entries, source)
+}
+
+/// The data directory under the data root (`DataRootDirectory`, default: the current
+/// directory), as tunnel-core lays it out.
+pub fn data_directory(config: &Config) -> PathBuf {
+    config
+        .data_root_directory
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(DATA_DIRECTORY)
+}
+
+/// Starts the proxies, the controller over the entries in `store`, and (when
+/// `RemoteServerListURLs` is set) the remote server list fetcher.
 pub async fn start(
     config: &Config,
-    entries: Vec<ServerEntry>,
+    store: Arc<Datastore>,
     notices: Notices,
 ) -> Result<Client, StartError> {
-    let entries = verify_entries(
-        entries,
-        config.server_entry_signature_public_key.as_deref(),
-        &notices,
-    );
     let session_id = match &config.session_id {
         Some(id) if !id.is_empty() => id.clone(),
         _ => psiphon_protocol::make_session_id().unwrap_or_else(|_| "0".repeat(32)),
@@ -180,13 +260,44 @@ pub async fn start(
             .unwrap_or(10)
             .max(1),
         protocols: config.limit_tunnel_protocols.clone(),
+        egress_region: config.egress_region.clone(),
+        target: target_address(config),
+        entry_signature_key: config.server_entry_signature_public_key.clone(),
         ..Settings::default()
     };
+    available_egress_regions(&store, &notices);
+    let fetcher_cell = Arc::new(OnceLock::new());
     let observer = Arc::new(NoticeObserver {
         notices: notices.clone(),
         client_version: config.client_version.clone(),
+        store: store.clone(),
+        fetcher: fetcher_cell.clone(),
     });
-    let (controller, active) = Controller::new(params, entries, settings, observer);
+    let (controller, active) = Controller::new(params, store.clone(), settings, observer);
+    let fetcher = match (
+        config.remote_server_list_urls.is_empty() || config.disable_remote_server_list_fetcher,
+        &config.remote_server_list_signature_public_key,
+    ) {
+        (false, Some(key)) => {
+            let dir = data_directory(config);
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                notices.warning(&format!("data directory {}: {e}", dir.display()));
+            }
+            let mut s = remote_list::Settings::new(
+                config.remote_server_list_urls.clone(),
+                key.clone(),
+                dir.join("remote_server_list"),
+            );
+            s.entry_signature_key = config.server_entry_signature_public_key.clone();
+            if let Some(ms) = config.fetch_remote_server_list_retry_period_ms {
+                s.retry_period = Duration::from_millis(ms);
+            }
+            let f = Fetcher::new(s, store.clone(), Some(active.clone()), notices.clone());
+            let _ = fetcher_cell.set(f.clone());
+            Some(f)
+        }
+        _ => None,
+    };
     let dialer: Arc<dyn Dialer> = Arc::new(TunnelDialer(active));
     let proxies = Shutdown::new();
     let listen = match config.listen_ip() {
@@ -223,9 +334,29 @@ pub async fn start(
         Some(addr)
     };
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(controller.run(async move {
-        let _ = stopped.await;
-    }));
+    let (fetch_stop, fetch_stopped) = oneshot::channel::<()>();
+    let fetch_task = fetcher.map(|f| {
+        let regions_store = store.clone();
+        let regions_notices = notices.clone();
+        tokio::spawn(async move {
+            f.run(async move {
+                let _ = fetch_stopped.await;
+            })
+            .await;
+            available_egress_regions(&regions_store, &regions_notices);
+        })
+    });
+    let task = tokio::spawn(async move {
+        controller
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await;
+        let _ = fetch_stop.send(());
+        if let Some(t) = fetch_task {
+            let _ = t.await;
+        }
+    });
     Ok(Client {
         socks,
         http,

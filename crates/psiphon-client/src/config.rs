@@ -124,10 +124,31 @@ pub struct Config {
     pub device_region: String,
     /// `UpstreamProxyURL`, checked but not used yet.
     pub upstream_proxy_url: Option<String>,
+    /// `RemoteServerListURLs` (or the legacy `RemoteServerListUrl`), URLs decoded.
+    pub remote_server_list_urls: Vec<TransferUrl>,
+    /// `RemoteServerListSignaturePublicKey`: base64 DER SubjectPublicKeyInfo (RSA).
+    pub remote_server_list_signature_public_key: Option<String>,
+    /// `DisableRemoteServerListFetcher`.
+    pub disable_remote_server_list_fetcher: bool,
+    /// `FetchRemoteServerListRetryPeriodMilliseconds`.
+    pub fetch_remote_server_list_retry_period_ms: Option<u64>,
+}
+
+/// A download location (tunnel-core's `TransferURL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferUrl {
+    /// The URL (decoded from the config's base64).
+    pub url: String,
+    /// Used only from this fetch attempt on (0 = always).
+    pub only_after_attempts: u32,
+    /// `SkipVerify` (TLS; recorded for when https is supported).
+    pub skip_verify: bool,
+    /// `RequestHeaders`.
+    pub request_headers: Vec<(String, String)>,
 }
 
 /// The keys handled, in Go's spelling.
-const KEYS: [&str; 25] = [
+const KEYS: [&str; 30] = [
     "PropagationChannelId",
     "SponsorId",
     "ClientVersion",
@@ -152,9 +173,92 @@ const KEYS: [&str; 25] = [
     "SessionID",
     "DeviceRegion",
     "UpstreamProxyURL",
+    "RemoteServerListURLs",
+    "RemoteServerListUrl",
+    "RemoteServerListSignaturePublicKey",
+    "DisableRemoteServerListFetcher",
+    "FetchRemoteServerListRetryPeriodMilliseconds",
     // Accepted as a synonym list entry below; kept here so it is not reported unknown.
     "TunnelProtocol",
 ];
+
+/// `RemoteServerListURLs`: a list of `{"URL": base64, "OnlyAfterAttempts": n, "SkipVerify":
+/// bool, "RequestHeaders": {..}}`; at least one must have `OnlyAfterAttempts` 0.
+fn transfer_urls(f: &Fields<'_>, key: &'static str) -> Result<Vec<TransferUrl>, ConfigError> {
+    use base64::Engine as _;
+    let Some(v) = f.get(key) else {
+        return Ok(Vec::new());
+    };
+    let Some(items) = v.as_array() else {
+        if v.is_null() {
+            return Ok(Vec::new());
+        }
+        return Err(f.invalid(
+            key,
+            format!("expected a list of transfer URLs, got {}", describe(v)),
+        ));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Some(obj) = item.as_object() else {
+            return Err(f.invalid(
+                key,
+                format!("item {i}: expected an object, got {}", describe(item)),
+            ));
+        };
+        let field = |name: &str| {
+            obj.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
+        let url_b64 = field("URL").and_then(Value::as_str).unwrap_or_default();
+        let url = base64::engine::general_purpose::STANDARD
+            .decode(url_b64)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                f.invalid(
+                    key,
+                    format!("item {i}: \"URL\" must be a base64-encoded URL"),
+                )
+            })?;
+        let only_after_attempts = match field("OnlyAfterAttempts") {
+            None | Some(Value::Null) => 0,
+            Some(n) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    f.invalid(
+                        key,
+                        format!("item {i}: \"OnlyAfterAttempts\" must be a count"),
+                    )
+                })?,
+        };
+        let skip_verify = field("SkipVerify")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let mut request_headers = Vec::new();
+        if let Some(h) = field("RequestHeaders").and_then(Value::as_object) {
+            for (name, value) in h {
+                let value = value.as_str().ok_or_else(|| {
+                    f.invalid(key, format!("item {i}: header {name:?} must be a string"))
+                })?;
+                request_headers.push((name.clone(), value.to_owned()));
+            }
+        }
+        out.push(TransferUrl {
+            url,
+            only_after_attempts,
+            skip_verify,
+            request_headers,
+        });
+    }
+    if !out.is_empty() && !out.iter().any(|t| t.only_after_attempts == 0) {
+        return Err(f.invalid(key, "at least one URL needs \"OnlyAfterAttempts\": 0"));
+    }
+    Ok(out)
+}
 
 /// Reads typed values out of the JSON object, with errors naming key and file.
 struct Fields<'a> {
@@ -381,6 +485,31 @@ impl Config {
             check_upstream_proxy_url(u).map_err(|m| f.invalid("UpstreamProxyURL", m))?;
         }
 
+        let remote_server_list_urls = transfer_urls(&f, "RemoteServerListURLs")?;
+        let remote_server_list_urls = if remote_server_list_urls.is_empty() {
+            match f.string("RemoteServerListUrl")?.filter(|s| !s.is_empty()) {
+                Some(url) => vec![TransferUrl {
+                    url,
+                    only_after_attempts: 0,
+                    skip_verify: false,
+                    request_headers: Vec::new(),
+                }],
+                None => Vec::new(),
+            }
+        } else {
+            remote_server_list_urls
+        };
+        let remote_server_list_signature_public_key = f
+            .string("RemoteServerListSignaturePublicKey")?
+            .filter(|s| !s.is_empty());
+        if !remote_server_list_urls.is_empty() && remote_server_list_signature_public_key.is_none()
+        {
+            return Err(ConfigError::Missing {
+                source_name: source.to_owned(),
+                key: "RemoteServerListSignaturePublicKey",
+            });
+        }
+
         let config = Config {
             propagation_channel_id,
             sponsor_id,
@@ -411,6 +540,11 @@ impl Config {
             session_id,
             device_region: f.string("DeviceRegion")?.unwrap_or_default(),
             upstream_proxy_url,
+            remote_server_list_urls,
+            remote_server_list_signature_public_key,
+            disable_remote_server_list_fetcher: f.bool("DisableRemoteServerListFetcher")?,
+            fetch_remote_server_list_retry_period_ms: f
+                .uint("FetchRemoteServerListRetryPeriodMilliseconds", 1)?,
         };
 
         let unknown = map
@@ -484,6 +618,41 @@ mod tests {
     }
 
     #[test]
+    fn remote_server_list_urls() {
+        // The legacy singular key is promoted.
+        let (c, _) = Config::parse(
+            &with(r#""RemoteServerListUrl":"http://h/l","RemoteServerListSignaturePublicKey":"K""#),
+            "client.json",
+        )
+        .unwrap();
+        assert_eq!(c.remote_server_list_urls[0].url, "http://h/l");
+        for (extra, needle) in [
+            (
+                r#""RemoteServerListUrl":"http://h/l""#,
+                "RemoteServerListSignaturePublicKey",
+            ),
+            (
+                r#""RemoteServerListURLs":"x","RemoteServerListSignaturePublicKey":"K""#,
+                "RemoteServerListURLs",
+            ),
+            (
+                r#""RemoteServerListURLs":[{"URL":"!!"}],"RemoteServerListSignaturePublicKey":"K""#,
+                "base64",
+            ),
+            (
+                r#""RemoteServerListURLs":[{"URL":"aA==","OnlyAfterAttempts":1}],"RemoteServerListSignaturePublicKey":"K""#,
+                "OnlyAfterAttempts",
+            ),
+        ] {
+            let e = err(extra);
+            assert!(
+                e.contains(needle) && e.contains("client.json"),
+                "{extra}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn defaults() {
         let (c, unknown) = Config::parse(MIN, "client.json").unwrap();
         assert!(unknown.is_empty());
@@ -507,12 +676,24 @@ mod tests {
                 r#""EstablishTunnelTimeoutSeconds":0,"NetworkLatencyMultiplier":1.5,"#,
                 r#""ServerEntrySignaturePublicKey":"AAAA","SessionID":"0123456789abcdef0123456789ABCDEF","#,
                 r#""DeviceRegion":"US","UpstreamProxyURL":"socks5://u:p@127.0.0.1:9050","#,
-                r#""RemoteServerListURLs":[],"SomethingNew":1"#
+                r#""RemoteServerListURLs":[{"URL":"aHR0cDovLzEyNy4wLjAuMTo4MC9saXN0","RequestHeaders":{"X-A":"b"}},"#,
+                r#"{"URL":"aHR0cDovLzEyNy4wLjAuMjo4MC9saXN0","OnlyAfterAttempts":2}],"#,
+                r#""RemoteServerListSignaturePublicKey":"AAAA","DisableRemoteServerListFetcher":true,"#,
+                r#""FetchRemoteServerListRetryPeriodMilliseconds":500,"SomethingNew":1"#
             )),
             "client.json",
         )
         .unwrap();
-        assert_eq!(unknown, ["RemoteServerListURLs", "SomethingNew"]);
+        assert_eq!(unknown, ["SomethingNew"]);
+        assert_eq!(c.remote_server_list_urls.len(), 2);
+        assert_eq!(c.remote_server_list_urls[0].url, "http://127.0.0.1:80/list");
+        assert_eq!(
+            c.remote_server_list_urls[0].request_headers,
+            [("X-A".to_owned(), "b".to_owned())]
+        );
+        assert_eq!(c.remote_server_list_urls[1].only_after_attempts, 2);
+        assert!(c.disable_remote_server_list_fetcher);
+        assert_eq!(c.fetch_remote_server_list_retry_period_ms, Some(500));
         assert_eq!(c.client_version, "123");
         assert_eq!(
             c.limit_tunnel_protocols,

@@ -9,12 +9,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use psiphon_protocol::time::{parse_rfc3339, rfc3339, rfc3339_hour};
 use psiphon_protocol::{ServerEntry, TunnelProtocol};
 use psiphon_ssh::{Channel, Handle};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::datastore::{Datastore, KEY_LAST_CONNECTED, Source};
 use crate::tunnel::{self, ClientParams, Tunnel};
+
+/// Key-value key of the last `check_server_entry_tags` report.
+const KEY_LAST_TAG_CHECK: &str = "lastCheckServerEntryTags";
 
 /// What the controller reports as it works; the binary turns these into notices.
 pub trait Observer: Send + Sync + 'static {
@@ -31,6 +36,17 @@ pub trait Observer: Send + Sync + 'static {
     );
     /// `psiphon-connected` returned this timestamp.
     fn connected(&self, timestamp: &str);
+    /// No stored entry is a candidate (empty store, or nothing matches the egress region and
+    /// protocols): a remote server list fetch is due.
+    fn no_candidates(&self) {}
+    /// A round ended with every candidate failed: a remote server list fetch is due.
+    fn round_failed(&self) {}
+    /// The handshake's discovery entries were stored (`count` of them).
+    fn discovered(&self, _count: usize) {}
+    /// The server named this entry invalid and it was pruned.
+    fn pruned(&self, _tag: &str) {}
+    /// A stored entry was dropped or skipped (bad signature, storage trouble).
+    fn warning(&self, _message: &str) {}
 }
 
 /// Controller settings.
@@ -50,6 +66,19 @@ pub struct Settings {
     pub status_period: Duration,
     /// Pause between failed rounds.
     pub round_pause: Duration,
+    /// `EgressRegion`: only servers of this region are candidates (empty = any).
+    pub egress_region: String,
+    /// `TargetServerEntry`'s address: only this server is a candidate.
+    pub target: Option<String>,
+    /// `ServerEntrySignaturePublicKey`: stored entries that carry a signature must verify.
+    pub entry_signature_key: Option<String>,
+    /// Entries younger than this are not pruned (`ServerEntryMinimumAgeForPruning`).
+    pub prune_minimum_age: Duration,
+    /// How often `psiphon-status` carries `check_server_entry_tags`
+    /// (`CheckServerEntryTagsPeriod`).
+    pub check_tags_period: Duration,
+    /// Most tags sent in one check.
+    pub check_tags_max: usize,
 }
 
 impl Default for Settings {
@@ -62,6 +91,12 @@ impl Default for Settings {
             keepalive_timeout: Duration::from_secs(30),
             status_period: Duration::from_secs(300),
             round_pause: Duration::from_secs(2),
+            egress_region: String::new(),
+            target: None,
+            entry_signature_key: None,
+            prune_minimum_age: Duration::from_secs(7 * 86_400),
+            check_tags_period: Duration::from_secs(90 * 86_400),
+            check_tags_max: 1000,
         }
     }
 }
@@ -124,7 +159,7 @@ impl ActiveTunnel {
 /// Keeps a tunnel up until `shutdown` resolves.
 pub struct Controller {
     params: ClientParams,
-    entries: Vec<ServerEntry>,
+    store: Arc<Datastore>,
     settings: Settings,
     observer: Arc<dyn Observer>,
     active: watch::Sender<Option<Handle>>,
@@ -133,7 +168,7 @@ pub struct Controller {
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Controller")
-            .field("entries", &self.entries.len())
+            .field("store", &self.store.path())
             .finish_non_exhaustive()
     }
 }
@@ -158,11 +193,10 @@ fn shuffle<T>(v: &mut [T]) {
 }
 
 impl Controller {
-    /// A controller over `entries` (already validated; the first is tried first on the first
-    /// round).
+    /// A controller over the entries in `store` (the affinity server first).
     pub fn new(
         params: ClientParams,
-        entries: Vec<ServerEntry>,
+        store: Arc<Datastore>,
         settings: Settings,
         observer: Arc<dyn Observer>,
     ) -> (Self, ActiveTunnel) {
@@ -170,7 +204,7 @@ impl Controller {
         (
             Controller {
                 params,
-                entries,
+                store,
                 settings,
                 observer,
                 active: tx,
@@ -194,23 +228,69 @@ impl Controller {
             .collect()
     }
 
+    /// The stored entries that may be dialed: by target, egress region and signature.
+    fn eligible_entries(&self) -> Vec<ServerEntry> {
+        let entries = match self.store.entries() {
+            Ok((entries, corrupt)) => {
+                if corrupt > 0 {
+                    self.observer.warning(&format!(
+                        "datastore: {corrupt} unreadable server entries skipped"
+                    ));
+                }
+                entries
+            }
+            Err(e) => {
+                self.observer.warning(&e.to_string());
+                Vec::new()
+            }
+        };
+        entries
+            .into_iter()
+            .filter(|e| match &self.settings.target {
+                Some(ip) => e.ip_address_str() == ip,
+                None => {
+                    self.settings.egress_region.is_empty()
+                        || e.region() == Some(self.settings.egress_region.as_str())
+                }
+            })
+            .filter(|e| self.signature_ok(e))
+            .collect()
+    }
+
+    /// tunnel-core verifies stored entries that carry a signature when it has the key; one
+    /// that fails is deleted.
+    fn signature_ok(&self, e: &ServerEntry) -> bool {
+        let (Some(key), Some(_)) = (self.settings.entry_signature_key.as_deref(), e.signature())
+        else {
+            return true;
+        };
+        match e.verify_signature(key) {
+            Ok(()) => true,
+            Err(err) => {
+                let _ = self.store.delete(e.ip_address_str());
+                self.observer.warning(&format!(
+                    "deleted server entry {}: bad signature: {err}",
+                    e.diagnostic_id()
+                ));
+                false
+            }
+        }
+    }
+
     /// Candidates for a round: the affinity server first, the rest shuffled; each with the
     /// protocols it supports (OSSH before SSH).
-    fn candidates(&self, affinity: Option<&str>) -> Vec<(ServerEntry, TunnelProtocol)> {
-        let mut rest: Vec<&ServerEntry> = self
-            .entries
-            .iter()
-            .filter(|e| Some(e.ip_address_str()) != affinity)
-            .collect();
+    fn candidates(&self) -> Vec<(ServerEntry, TunnelProtocol)> {
+        let affinity = self.store.affinity().ok().flatten();
+        let entries = self.eligible_entries();
+        let (first, mut rest): (Vec<ServerEntry>, Vec<ServerEntry>) = entries
+            .into_iter()
+            .partition(|e| Some(e.ip_address_str()) == affinity.as_deref());
         shuffle(&mut rest);
-        let first = self
-            .entries
-            .iter()
-            .filter(|e| Some(e.ip_address_str()) == affinity);
         first
+            .into_iter()
             .chain(rest)
             .flat_map(|e| {
-                self.protocols_for(e)
+                self.protocols_for(&e)
                     .into_iter()
                     .map(move |p| (e.clone(), p))
             })
@@ -219,8 +299,13 @@ impl Controller {
 
     /// One round: up to `workers` dials at once; the first handshaken tunnel wins and the others
     /// are cancelled (their sockets close when their tasks are aborted).
-    async fn establish_round(&self, affinity: Option<&str>) -> Option<Tunnel> {
-        let mut queue = self.candidates(affinity).into_iter();
+    async fn establish_round(&self) -> Option<Tunnel> {
+        let candidates = self.candidates();
+        if candidates.is_empty() {
+            self.observer.no_candidates();
+            return None;
+        }
+        let mut queue = candidates.into_iter();
         let mut set = JoinSet::new();
         let spawn = |set: &mut JoinSet<_>, entry: ServerEntry, protocol: TunnelProtocol| {
             let params = self.params.clone();
@@ -252,17 +337,16 @@ impl Controller {
                 }
             }
         }
+        self.observer.round_failed();
         None
     }
 
     /// Runs until `shutdown` resolves.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut affinity: Option<String> = None;
-        let mut last_connected: Option<String> = None;
         loop {
             let round = tokio::select! {
-                t = self.establish_round(affinity.as_deref()) => t,
+                t = self.establish_round() => t,
                 () = &mut shutdown => break,
             };
             let Some(tunnel) = round else {
@@ -272,15 +356,19 @@ impl Controller {
                     () = &mut shutdown => break,
                 }
             };
-            affinity = Some(tunnel.entry.ip_address_str().to_owned());
+            if let Err(e) = self.store.set_affinity(tunnel.entry.ip_address_str()) {
+                self.observer.warning(&e.to_string());
+            }
             let _ = self.active.send(Some(tunnel.handle()));
             self.observer.tunnel_up(&tunnel);
+            self.store_discovered(&tunnel);
+            let last_connected = self.store.get(KEY_LAST_CONNECTED).ok().flatten();
             if let Ok(ts) = tunnel
                 .connected(&self.params, last_connected.as_deref())
                 .await
             {
+                let _ = self.store.set(KEY_LAST_CONNECTED, Some(&ts));
                 self.observer.connected(&ts);
-                last_connected = Some(ts);
             }
             let reason = tokio::select! {
                 r = self.operate(&tunnel) => r,
@@ -291,6 +379,82 @@ impl Controller {
             };
             let _ = self.active.send(None);
             self.observer.tunnel_down(&reason);
+        }
+    }
+
+    /// Stores the handshake's `encoded_server_list` with source DISCOVERY, stamped with the
+    /// server's time truncated to the hour (tunnel-core's rule).
+    fn store_discovered(&self, tunnel: &Tunnel) {
+        let list = &tunnel.handshake.encoded_server_list;
+        if list.is_empty() {
+            return;
+        }
+        let stamp = parse_rfc3339(&tunnel.handshake.server_timestamp)
+            .map_or_else(|| rfc3339_hour(std::time::SystemTime::now()), rfc3339_hour);
+        let mut good = Vec::new();
+        for encoded in list {
+            match ServerEntry::decode(encoded) {
+                Ok(mut e) => {
+                    if !self.signature_ok(&e) {
+                        continue;
+                    }
+                    e.set_local_timestamp(&stamp);
+                    good.push(e);
+                }
+                Err(err) => self
+                    .observer
+                    .warning(&format!("skipping a discovered server entry: {err}")),
+            }
+        }
+        let n = good.len();
+        match self.store.store_all(good, Source::Discovery) {
+            Ok(_) => self.observer.discovered(n),
+            Err(e) => self.observer.warning(&e.to_string()),
+        }
+    }
+
+    /// The `statusData` for a status request: `check_server_entry_tags` when that check is
+    /// due (then the check time is recorded).
+    fn status_data(&self) -> serde_json::Value {
+        let due = self
+            .store
+            .get(KEY_LAST_TAG_CHECK)
+            .ok()
+            .flatten()
+            .and_then(|t| parse_rfc3339(&t))
+            .is_none_or(|t| {
+                std::time::SystemTime::now()
+                    .duration_since(t)
+                    .map_or(true, |age| age >= self.settings.check_tags_period)
+            });
+        if !due {
+            return serde_json::json!({});
+        }
+        let tags = self
+            .store
+            .tags(self.settings.check_tags_max)
+            .unwrap_or_default();
+        if tags.is_empty() {
+            return serde_json::json!({});
+        }
+        let _ = self.store.set(
+            KEY_LAST_TAG_CHECK,
+            Some(&rfc3339(std::time::SystemTime::now())),
+        );
+        serde_json::json!({ "check_server_entry_tags": tags })
+    }
+
+    /// Sends `psiphon-status` and prunes what the server names invalid.
+    async fn send_status(&self, tunnel: &Tunnel) {
+        let data = self.status_data();
+        if let Ok(response) = tunnel.status(&self.params, data).await {
+            for tag in &response.invalid_server_entry_tags {
+                match self.store.prune(tag, self.settings.prune_minimum_age) {
+                    Ok(true) => self.observer.pruned(tag),
+                    Ok(false) => {}
+                    Err(e) => self.observer.warning(&e.to_string()),
+                }
+            }
         }
     }
 
@@ -309,7 +473,7 @@ impl Controller {
                 return format!("keepalive failed: {e}");
             }
             if tokio::time::Instant::now() >= next_status {
-                let _ = tunnel.status(&self.params, serde_json::json!({})).await;
+                self.send_status(tunnel).await;
                 next_status = tokio::time::Instant::now() + jitter(self.settings.status_period, 50);
             }
         }

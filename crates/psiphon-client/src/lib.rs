@@ -4,6 +4,8 @@ pub mod app;
 pub mod config;
 pub mod controller;
 pub mod datastore;
+pub mod download;
 pub mod notice;
 pub mod proxy;
+pub mod remote_list;
 pub mod tunnel;

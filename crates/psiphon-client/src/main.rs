@@ -80,28 +80,27 @@ fn main() -> ExitCode {
             ),
         );
     }
-    // The datastore arrives with issue 4; the directory is made now so the flag is honoured.
-    let root = args
-        .data_root
-        .as_ref()
-        .or(config.data_root_directory.as_ref());
-    if let Some(root) = root
-        && let Err(e) = std::fs::create_dir_all(root)
-    {
-        always(
-            &notices,
-            "Error",
-            &format!("data root {}: {e}", root.display()),
-        );
-        return ExitCode::FAILURE;
+    // The data root: the flag, else `DataRootDirectory`, else the current directory (as
+    // tunnel-core's ConsoleClient).
+    let mut config = config;
+    if let Some(root) = args.data_root.clone() {
+        config.data_root_directory = Some(root);
     }
-    let entries = match load_entries(&config, args.server_list.as_deref(), &notices) {
-        Ok(e) => e,
+    let root = config
+        .data_root_directory
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("."));
+    let store = match psiphon_client::datastore::Datastore::open(&root) {
+        Ok(s) => std::sync::Arc::new(s),
         Err(e) => {
-            always(&notices, "Error", &e);
+            always(&notices, "Error", &e.to_string());
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = load_entries(&config, args.server_list.as_deref(), &store, &notices) {
+        always(&notices, "Error", &e);
+        return ExitCode::FAILURE;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,7 +112,7 @@ fn main() -> ExitCode {
         }
     };
     let code = rt.block_on(async {
-        let client = match psiphon_client::app::start(&config, entries, notices.clone()).await {
+        let client = match psiphon_client::app::start(&config, store, notices.clone()).await {
             Ok(c) => c,
             Err(e) => {
                 always(&notices, "Error", &e.to_string());
@@ -128,13 +127,18 @@ fn main() -> ExitCode {
     code
 }
 
-/// `TargetServerEntry` alone when set (as tunnel-core does); otherwise the server list file.
-/// Bad entries are skipped with a warning naming the line.
+/// Imports `TargetServerEntry` (source TARGET; it alone is dialed) or the `--server-list`
+/// file (source EMBEDDED, never replacing what the store has) into the datastore. Bad entries
+/// are skipped with a warning naming the line. Fails only when nothing at all is usable: no
+/// list, no stored entries and no remote server list to fetch.
 fn load_entries(
     config: &Config,
     server_list: Option<&std::path::Path>,
+    store: &psiphon_client::datastore::Datastore,
     notices: &Notices,
-) -> Result<Vec<ServerEntry>, String> {
+) -> Result<(), String> {
+    use psiphon_client::datastore::Source;
+    let key = config.server_entry_signature_public_key.as_deref();
     if let Some(target) = config
         .target_server_entry
         .as_deref()
@@ -142,27 +146,43 @@ fn load_entries(
     {
         let e =
             ServerEntry::decode(target.trim()).map_err(|e| format!("TargetServerEntry: {e}"))?;
-        return Ok(vec![e]);
+        psiphon_client::app::import_entries(store, vec![e], Source::Target, key, notices)
+            .map_err(|e| e.to_string())?;
+        return Ok(());
     }
-    let Some(path) = server_list else {
+    if let Some(path) = server_list {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let stamp = psiphon_protocol::time::rfc3339_hour(std::time::SystemTime::now());
+        let list = psiphon_protocol::server_entry::decode_server_entry_list(
+            &text,
+            Some("EMBEDDED"),
+            Some(&stamp),
+        );
+        for bad in &list.errors {
+            let msg = format!(
+                "{}: skipping server entry on line {}: {}",
+                path.display(),
+                bad.line,
+                bad.error
+            );
+            always(notices, "Warning", &msg);
+        }
+        if list.entries.is_empty() {
+            always(
+                notices,
+                "Warning",
+                &format!("{}: no usable server entries", path.display()),
+            );
+        }
+        psiphon_client::app::import_entries(store, list.entries, Source::Embedded, key, notices)
+            .map_err(|e| e.to_string())?;
+    }
+    let stored = store.count().map_err(|e| e.to_string())?;
+    if stored == 0 && config.remote_server_list_urls.is_empty() {
         return Err(
-            "no server entries: give --server-list FILE or set TargetServerEntry".to_owned(),
+            "no server entries: give --server-list FILE, set TargetServerEntry, or set RemoteServerListURLs"
+                .to_owned(),
         );
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let list =
-        psiphon_protocol::server_entry::decode_server_entry_list(&text, Some("EMBEDDED"), None);
-    for bad in &list.errors {
-        let msg = format!(
-            "{}: skipping server entry on line {}: {}",
-            path.display(),
-            bad.line,
-            bad.error
-        );
-        always(notices, "Warning", &msg);
     }
-    if list.entries.is_empty() {
-        return Err(format!("{}: no usable server entries", path.display()));
-    }
-    Ok(list.entries)
+    Ok(())
 }

@@ -38,6 +38,7 @@ async fn connects_serves_socks_and_warns_about_unknown_keys() {
         &format!("zz-not-hex\n{}\n", server.entry.encode()),
     );
     let mut child = Command::new(BIN)
+        .current_dir(dir.path())
         .arg("-config")
         .arg(&config)
         .arg("-serverList")
@@ -131,7 +132,12 @@ async fn bad_input_gets_a_clear_error_and_a_nonzero_exit() {
         ),
     ];
     for (args, expect) in cases {
-        let out = Command::new(BIN).args(&args).output().await.unwrap();
+        let out = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
         assert!(!out.status.success(), "{args:?} succeeded");
         let text = String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{echo_origin, params, test_server};
 use psiphon_client::controller::{Controller, Observer, Settings};
+use psiphon_client::datastore::{Datastore, Source};
 use psiphon_client::tunnel::{self, Tunnel};
 use psiphon_protocol::{ServerEntry, TunnelProtocol};
 use serde_json::json;
@@ -98,7 +99,8 @@ async fn finds_the_live_server_and_reconnects_after_it_restarts() {
         keepalive_timeout: Duration::from_secs(2),
         ..Settings::default()
     };
-    let (controller, active) = Controller::new(params(), entries, settings, recorder.clone());
+    let (controller, active) =
+        Controller::new(params(), store_of(entries), settings, recorder.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(controller.run(async move {
         let _ = stop_rx.await;
@@ -147,7 +149,7 @@ async fn forwards_fail_clearly_when_no_tunnel_comes() {
     let (tx, _rx) = mpsc::unbounded_channel();
     let (controller, active) = Controller::new(
         params(),
-        Vec::new(),
+        store_of(Vec::new()),
         Settings {
             round_pause: Duration::from_millis(50),
             ..Settings::default()
@@ -164,4 +166,10 @@ async fn forwards_fail_clearly_when_no_tunnel_comes() {
         "{err}"
     );
     run.abort();
+}
+
+fn store_of(entries: Vec<ServerEntry>) -> Arc<Datastore> {
+    let store = Datastore::in_memory().unwrap();
+    store.store_all(entries, Source::Embedded).unwrap();
+    Arc::new(store)
 }

@@ -91,8 +91,10 @@ async fn start_server(
 ) -> Result<(Server, ServerEntry), Error> {
     let sdir = dir.join(format!("server-{index}"));
     std::fs::create_dir_all(&sdir).map_err(io(format!("creating {}", sdir.display())))?;
+    // One loopback address per server: clients (tunnel-core's and ours) key their datastore
+    // by server IP address, so two servers on one address would be one server to them.
     let opts = GenerateOptions {
-        ip_address: "127.0.0.1".to_owned(),
+        ip_address: format!("127.0.0.{}", index + 1),
         protocols: vec![
             // Placeholders: the servers listen on OS-picked ports, written back below.
             ("SSH".to_owned(), 2222),
@@ -270,7 +272,17 @@ pub async fn start_with(dir: Option<PathBuf>, protocols: &[&str]) -> Result<Netw
             }
         }
     });
-    let client = app::start(&config, entries, notices)
+    let store = psiphon_client::datastore::Datastore::open(&dir.join("client"))
+        .map_err(|e| Error::Client(e.to_string()))?;
+    app::import_entries(
+        &store,
+        entries,
+        psiphon_client::datastore::Source::Embedded,
+        config.server_entry_signature_public_key.as_deref(),
+        &notices,
+    )
+    .map_err(|e| Error::Client(e.to_string()))?;
+    let client = app::start(&config, std::sync::Arc::new(store), notices)
         .await
         .map_err(|e| Error::Client(e.to_string()))?;
     let (Some(socks), Some(http)) = (client.socks, client.http) else {
