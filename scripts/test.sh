@@ -8,6 +8,7 @@ need=()
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -19,8 +20,9 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# The OpenSSH and curl tests skip themselves when those programs are absent; here they are
-# installed, so make a missing binary a failure instead of a silent skip.
+# The OpenSSH, curl and nginx tests skip themselves when those programs are absent; here they
+# are installed, so make a missing binary a failure instead of a silent skip.
 export PSIPHON_REQUIRE_OPENSSH=1
 export PSIPHON_REQUIRE_CURL=1
+export PSIPHON_REQUIRE_NGINX=1
 cargo test --workspace --all-features --locked "$@"
