@@ -173,3 +173,119 @@ fn store_of(entries: Vec<ServerEntry>) -> Arc<Datastore> {
     store.store_all(entries, Source::Embedded).unwrap();
     Arc::new(store)
 }
+
+/// Records the store-related events too.
+struct StoreRecorder(mpsc::UnboundedSender<String>);
+
+impl Observer for StoreRecorder {
+    fn tunnel_up(&self, t: &Tunnel) {
+        let _ = self
+            .0
+            .send(format!("up {}", t.entry.region().unwrap_or("")));
+    }
+    fn tunnel_down(&self, _: &str) {}
+    fn candidate_failed(&self, _: &ServerEntry, _: TunnelProtocol, _: &tunnel::Error) {}
+    fn connected(&self, _: &str) {}
+    fn no_candidates(&self) {
+        let _ = self.0.send("no candidates".into());
+    }
+    fn pruned(&self, tag: &str) {
+        let _ = self.0.send(format!("pruned {tag}"));
+    }
+}
+
+async fn expect(rx: &mut mpsc::UnboundedReceiver<String>, what: &str) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match rx.recv().await {
+                Some(s) if s == what => return,
+                Some(_) => {}
+                None => panic!("observer gone while waiting for {what:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never saw {what:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_region_limits_the_candidates() {
+    let server = test_server().await; // region CA
+    let store = store_of(vec![server.entry.clone()]);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let settings = Settings {
+        round_pause: Duration::from_millis(50),
+        egress_region: "US".into(),
+        ..Settings::default()
+    };
+    let (controller, active) = Controller::new(
+        params(),
+        store.clone(),
+        settings.clone(),
+        Arc::new(StoreRecorder(tx)),
+    );
+    let run = tokio::spawn(controller.run(std::future::pending()));
+    expect(&mut rx, "no candidates").await;
+    assert!(
+        !active.is_up(),
+        "a server outside the egress region was used"
+    );
+    run.abort();
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let settings = Settings {
+        egress_region: "CA".into(),
+        ..settings
+    };
+    let (controller, _active) = Controller::new(
+        params(),
+        store.clone(),
+        settings,
+        Arc::new(StoreRecorder(tx)),
+    );
+    let run = tokio::spawn(controller.run(std::future::pending()));
+    expect(&mut rx, "up CA").await;
+    assert_eq!(
+        store.affinity().unwrap().as_deref(),
+        Some("127.0.0.1"),
+        "the server that worked becomes the affinity server"
+    );
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_the_server_names_invalid_are_pruned() {
+    let server = test_server().await;
+    let store = store_of(vec![server.entry.clone()]);
+    let mut doomed = server.entry.fields().clone();
+    doomed.insert("ipAddress".into(), json!("192.0.2.10"));
+    doomed.insert("tag".into(), json!("invalid-1"));
+    store
+        .store(ServerEntry::from_fields(doomed).unwrap(), Source::Remote)
+        .unwrap();
+    assert_eq!(store.count().unwrap(), 2);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let settings = Settings {
+        status_period: Duration::from_millis(200),
+        keepalive_period: (Duration::from_millis(100), Duration::from_millis(200)),
+        check_tags_period: Duration::ZERO,
+        prune_minimum_age: Duration::ZERO,
+        // The doomed entry is unreachable; make sure the live one is the one dialed.
+        target: Some("127.0.0.1".into()),
+        ..Settings::default()
+    };
+    let (controller, _active) = Controller::new(
+        params(),
+        store.clone(),
+        settings,
+        Arc::new(StoreRecorder(tx)),
+    );
+    let run = tokio::spawn(controller.run(std::future::pending()));
+    expect(&mut rx, "pruned invalid-1").await;
+    assert!(store.entry("192.0.2.10").unwrap().is_none());
+    assert!(
+        store.entry("127.0.0.1").unwrap().is_some(),
+        "valid entries stay"
+    );
+    run.abort();
+}

@@ -67,7 +67,27 @@ pub async fn serve_api(conn: psiphon_ssh::Connection) {
                     (api::STATUS_REQUEST_NAME, Ok(p))
                         if handshaken && api::validate_status_params(&p).is_ok() =>
                     {
-                        Some(StatusResponse::default().to_json())
+                        // Tags sent for checking that start with "invalid-" are named invalid,
+                        // as psiphond does for tags not in its psinet valid tags.
+                        let body: serde_json::Value =
+                            serde_json::from_slice(r.data()).unwrap_or_default();
+                        let invalid = body["statusData"]["check_server_entry_tags"]
+                            .as_array()
+                            .map(|tags| {
+                                tags.iter()
+                                    .filter_map(|t| t.as_str())
+                                    .filter(|t| t.starts_with("invalid-"))
+                                    .map(str::to_owned)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        Some(
+                            StatusResponse {
+                                invalid_server_entry_tags: invalid,
+                                ..StatusResponse::default()
+                            }
+                            .to_json(),
+                        )
                     }
                     _ => None,
                 };
