@@ -5,6 +5,7 @@ pub mod bogon;
 pub mod cli;
 pub mod config;
 pub mod deadline;
+pub mod discovery;
 mod error;
 pub mod generate;
 pub mod geoip;
