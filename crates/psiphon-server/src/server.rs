@@ -201,6 +201,14 @@ impl Server {
             .collect();
         shared.log.message(
             Level::Info,
+            &format!(
+                "discovery: {} strategy, {} discovery servers in psinet",
+                shared.config.discovery_strategy.name(),
+                shared.psinet.current().database.discovery_servers.len()
+            ),
+        );
+        shared.log.message(
+            Level::Info,
             &format!("server started, listening for {}", ports.join(", ")),
         );
         Ok(Server {
