@@ -405,4 +405,55 @@ mod tests {
         );
         assert_eq!(api.status_requests(), 0);
     }
+
+    #[test]
+    fn handshake_lists_the_discovered_server_then_the_own_entry() {
+        use crate::discovery::{Discovery, DiscoveryServer, Strategy};
+
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(Some(&dir.path().join("log")), "h", Level::Info).unwrap();
+        let psinet = Database::default();
+        let now = UNIX_EPOCH + Duration::from_secs(1_763_745_903);
+        let servers = vec![DiscoveryServer {
+            ip_address: "192.0.2.1".to_owned(),
+            encoded_server_entry: "discovered".to_owned(),
+            date_range: Some((UNIX_EPOCH, now + Duration::from_secs(1))),
+        }];
+        let discovery = Discovery::new(servers, Strategy::Consistent, "k", now);
+        let own = BTreeMap::from([("b3duLXRhZw==".to_owned(), "own".to_owned())]);
+        let client: std::net::IpAddr = "203.0.113.5".parse().unwrap();
+        let geo = crate::geoip::GeoFields::none();
+        let ctx = |discovery, client_key| ApiContext {
+            psinet: &psinet,
+            log: &log,
+            session_id: "00112233445566778899aabbccddeeff",
+            own_encoded_server_entries: &own,
+            geo: &geo,
+            discovery,
+            client_key,
+        };
+        let hs = base()
+            .with_str("relay_protocol", "OSSH")
+            .with_missing_server_entry_signature("b3duLXRhZw==")
+            .to_json();
+        let list = |ctx: &ApiContext<'_>, at| {
+            let body = ApiState::default()
+                .handle("psiphon-handshake", hs.as_bytes(), ctx, at)
+                .unwrap();
+            HandshakeResponse::from_json(body.as_bytes())
+                .unwrap()
+                .encoded_server_list
+        };
+        let key = Some(discovery.client_key(client));
+        assert_eq!(
+            list(&ctx(Some(&discovery), key), now),
+            ["discovered", "own"]
+        );
+        // Out of its date range: none discovered.
+        let later = now + Duration::from_secs(1);
+        assert_eq!(list(&ctx(Some(&discovery), key), later), ["own"]);
+        // Disabled, or no key: none.
+        assert_eq!(list(&ctx(None, key), now), ["own"]);
+        assert_eq!(list(&ctx(Some(&discovery), None), now), ["own"]);
+    }
 }
