@@ -12,6 +12,7 @@ use psiphon_protocol::api::{
 use psiphon_protocol::{ConnectedResponse, HandshakeResponse, StatusResponse};
 use serde_json::{Map, Value};
 
+use crate::discovery::{ClientKey, Discovery};
 use crate::log::EventLog;
 use crate::psinet::Database;
 use crate::time::{rfc3339, rfc3339_hour, utc_date};
@@ -120,6 +121,11 @@ pub struct ApiContext<'a> {
     pub own_encoded_server_entries: &'a BTreeMap<String, String>,
     /// The client's GeoIP fields (looked up at accept; the address is not kept).
     pub geo: &'a crate::geoip::GeoFields,
+    /// Discovery over the current psinet; `None` when the traffic rules disable it.
+    pub discovery: Option<&'a Discovery>,
+    /// What discovery needs of the client address (computed at accept; the address is not
+    /// kept); `None` when unknown.
+    pub client_key: Option<ClientKey>,
 }
 
 /// Shuffles in place (tunnel-core returns home pages in random order).
@@ -169,7 +175,7 @@ impl ApiState {
         match name {
             api::HANDSHAKE_REQUEST_NAME => self.handshake_request(body, ctx, now),
             api::CONNECTED_REQUEST_NAME => self.connected_request(body, ctx, now),
-            api::STATUS_REQUEST_NAME => self.status_request(body),
+            api::STATUS_REQUEST_NAME => self.status_request(body, ctx, now),
             // A stub in tunnel-core too: an empty success once the handshake is done.
             api::CLIENT_VERIFICATION_REQUEST_NAME => self.handshake.as_ref().map(|_| String::new()),
             _ => None,
@@ -199,13 +205,23 @@ impl ApiState {
             platform.is_mobile(),
         );
         shuffle(&mut homepages);
+        // One discovered server (or none), chosen from the client address. As tunnel-core,
+        // this server may be handed its own entry when it is in the discovery list.
+        let mut encoded_server_list: Vec<String> = ctx
+            .discovery
+            .zip(ctx.client_key)
+            .and_then(|(discovery, key)| discovery.select_key(key, now))
+            .map(|server| server.encoded_server_entry.clone())
+            .into_iter()
+            .collect();
         // The tag, not an IP, names the entry, so clients cannot probe for servers.
-        let encoded_server_list = params
+        if let Some(entry) = params
             .optional_str("missing_server_entry_signature")
             .or_else(|| params.optional_str("missing_server_entry_provider_id"))
             .and_then(|tag| ctx.own_encoded_server_entries.get(tag))
-            .map(|entry| vec![entry.clone()])
-            .unwrap_or_default();
+        {
+            encoded_server_list.push(entry.clone());
+        }
         let response = HandshakeResponse {
             homepages,
             encoded_server_list,
@@ -282,14 +298,22 @@ impl ApiState {
         )
     }
 
-    fn status_request(&mut self, body: &[u8]) -> Option<String> {
+    fn status_request(
+        &mut self,
+        body: &[u8],
+        ctx: &ApiContext<'_>,
+        now: SystemTime,
+    ) -> Option<String> {
         self.handshake.as_ref()?;
         let params = params_of(body)?;
         validate_status_params(&params).ok()?;
+        let status_data = params.get_object("statusData").ok()?;
+        let invalid_server_entry_tags =
+            crate::prune::invalid_server_entry_tags(status_data, ctx.psinet, now)?;
         self.status_requests += 1;
         Some(
             StatusResponse {
-                invalid_server_entry_tags: Vec::new(),
+                invalid_server_entry_tags,
                 padding: padding(&params),
             }
             .to_json(),
@@ -320,6 +344,8 @@ mod tests {
             session_id: "00112233445566778899aabbccddeeff",
             own_encoded_server_entries: &BTreeMap::new(),
             geo: &crate::geoip::GeoFields::none(),
+            discovery: None,
+            client_key: None,
         };
         let mut api = ApiState::default();
         let day1 = UNIX_EPOCH + Duration::from_secs(1_763_745_903); // 2025-11-21T17:25:03Z
@@ -378,5 +404,56 @@ mod tests {
                 .is_none()
         );
         assert_eq!(api.status_requests(), 0);
+    }
+
+    #[test]
+    fn handshake_lists_the_discovered_server_then_the_own_entry() {
+        use crate::discovery::{Discovery, DiscoveryServer, Strategy};
+
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(Some(&dir.path().join("log")), "h", Level::Info).unwrap();
+        let psinet = Database::default();
+        let now = UNIX_EPOCH + Duration::from_secs(1_763_745_903);
+        let servers = vec![DiscoveryServer {
+            ip_address: "192.0.2.1".to_owned(),
+            encoded_server_entry: "discovered".to_owned(),
+            date_range: Some((UNIX_EPOCH, now + Duration::from_secs(1))),
+        }];
+        let discovery = Discovery::new(servers, Strategy::Consistent, "k", now);
+        let own = BTreeMap::from([("b3duLXRhZw==".to_owned(), "own".to_owned())]);
+        let client: std::net::IpAddr = "203.0.113.5".parse().unwrap();
+        let geo = crate::geoip::GeoFields::none();
+        let ctx = |discovery, client_key| ApiContext {
+            psinet: &psinet,
+            log: &log,
+            session_id: "00112233445566778899aabbccddeeff",
+            own_encoded_server_entries: &own,
+            geo: &geo,
+            discovery,
+            client_key,
+        };
+        let hs = base()
+            .with_str("relay_protocol", "OSSH")
+            .with_missing_server_entry_signature("b3duLXRhZw==")
+            .to_json();
+        let list = |ctx: &ApiContext<'_>, at| {
+            let body = ApiState::default()
+                .handle("psiphon-handshake", hs.as_bytes(), ctx, at)
+                .unwrap();
+            HandshakeResponse::from_json(body.as_bytes())
+                .unwrap()
+                .encoded_server_list
+        };
+        let key = Some(discovery.client_key(client));
+        assert_eq!(
+            list(&ctx(Some(&discovery), key), now),
+            ["discovered", "own"]
+        );
+        // Out of its date range: none discovered.
+        let later = now + Duration::from_secs(1);
+        assert_eq!(list(&ctx(Some(&discovery), key), later), ["own"]);
+        // Disabled, or no key: none.
+        assert_eq!(list(&ctx(None, key), now), ["own"]);
+        assert_eq!(list(&ctx(Some(&discovery), None), now), ["own"]);
     }
 }

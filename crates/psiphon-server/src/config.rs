@@ -21,6 +21,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default bound on concurrent SSH handshakes.
 pub const DEFAULT_MAX_CONCURRENT_SSH_HANDSHAKES: usize = 1024;
 
+/// How often psiphond checks the psinet file for changes.
+pub const DEFAULT_PSINET_RELOAD_PERIOD: Duration = Duration::from_secs(5);
+
 /// Keys tunnel-core's config has (`psiphon/server/config.go`) that this server does not act on
 /// yet; they are accepted silently, not reported as unknown.
 const ACCEPTED_KEYS: &[&str] = &[
@@ -134,8 +137,12 @@ pub struct Config {
     pub allow_bogons: bool,
     /// `OwnEncodedServerEntries`: tag to encoded entry.
     pub own_encoded_server_entries: BTreeMap<String, String>,
-    /// `DiscoveryValueHMACKey`.
+    /// `DiscoveryValueHMACKey`: the HMAC key of the `classic` discovery strategy (its ASCII
+    /// bytes, as configured).
     pub discovery_value_hmac_key: String,
+    /// `ServerDiscoveryStrategy`: `consistent` (the default, also when empty) or `classic`.
+    /// tunnel-core takes it from server tactics; here it is a config key.
+    pub discovery_strategy: crate::discovery::Strategy,
     /// `WebServerSecret`.
     pub web_server_secret: String,
     /// `MaxConcurrentSSHHandshakes` (0 in the file means the default).
@@ -146,6 +153,8 @@ pub struct Config {
     /// Drop a client after this long without a byte from it; not a JSON key (tunnel-core's
     /// `SSH_CONNECTION_READ_DEADLINE`, 5 minutes).
     pub read_deadline: Duration,
+    /// How often the psinet file is checked for changes; not a JSON key (5 s).
+    pub psinet_reload_period: Duration,
     /// Problems found while loading that are not fatal (unknown keys), for the caller to log.
     pub warnings: Vec<String>,
 }
@@ -156,6 +165,7 @@ impl fmt::Debug for Config {
             .field("host_id", &self.host_id)
             .field("tunnel_protocol_ports", &self.tunnel_protocol_ports)
             .field("allow_bogons", &self.allow_bogons)
+            .field("discovery_strategy", &self.discovery_strategy)
             .finish_non_exhaustive()
     }
 }
@@ -352,6 +362,16 @@ impl Config {
             allow_bogons: f.bool("AllowBogons")?,
             own_encoded_server_entries: f.string_map("OwnEncodedServerEntries")?,
             discovery_value_hmac_key: f.string("DiscoveryValueHMACKey")?.unwrap_or_default(),
+            discovery_strategy: {
+                let name = f.string("ServerDiscoveryStrategy")?.unwrap_or_default();
+                crate::discovery::Strategy::from_name(&name).ok_or_else(|| {
+                    Error::value(
+                        file,
+                        "ServerDiscoveryStrategy",
+                        format!("{name:?} is not \"consistent\" or \"classic\""),
+                    )
+                })?
+            },
             web_server_secret: f.string("WebServerSecret")?.unwrap_or_default(),
             max_concurrent_ssh_handshakes: f
                 .count("MaxConcurrentSSHHandshakes")?
@@ -364,6 +384,7 @@ impl Config {
                     Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
                 }),
             read_deadline: crate::deadline::SSH_CONNECTION_READ_DEADLINE,
+            psinet_reload_period: DEFAULT_PSINET_RELOAD_PERIOD,
             warnings: unknown_keys(&map)
                 .into_iter()
                 .map(|k| format!("{file}: unknown config key {k:?} ignored"))
@@ -404,6 +425,7 @@ fn unknown_keys(map: &Map<String, Value>) -> Vec<String> {
         "AllowBogons",
         "OwnEncodedServerEntries",
         "DiscoveryValueHMACKey",
+        "ServerDiscoveryStrategy",
         "WebServerSecret",
         "MaxConcurrentSSHHandshakes",
         "SSHHandshakeTimeoutMilliseconds",

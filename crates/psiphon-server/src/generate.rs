@@ -276,4 +276,33 @@ mod tests {
             ("OSSH".to_owned(), 1)
         );
     }
+
+    #[test]
+    fn discovery_config_keys() {
+        use crate::discovery::Strategy;
+        let g = generate(&GenerateOptions::default()).unwrap();
+        let config = Config::parse(&g.config.to_string(), "generated").unwrap();
+        // generate writes a 32-byte base64 HMAC key; the strategy defaults to consistent.
+        assert_eq!(config.discovery_value_hmac_key.len(), 44);
+        assert_eq!(config.discovery_strategy, Strategy::Consistent);
+        for (value, strategy) in [
+            ("", Strategy::Consistent),
+            ("consistent", Strategy::Consistent),
+            ("classic", Strategy::Classic),
+        ] {
+            let mut c = g.config.clone();
+            c["ServerDiscoveryStrategy"] = serde_json::json!(value);
+            let config = Config::parse(&c.to_string(), "generated").unwrap();
+            assert_eq!(config.discovery_strategy, strategy);
+            assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        }
+        let mut c = g.config.clone();
+        c["ServerDiscoveryStrategy"] = serde_json::json!("random");
+        let e = Config::parse(&c.to_string(), "/etc/psiphond.config").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/etc/psiphond.config: ServerDiscoveryStrategy: \"random\""),
+            "{e}"
+        );
+    }
 }

@@ -16,7 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log::{EventLog, Level};
-use crate::psinet::Database;
+use crate::reload::PsinetStore;
 use crate::traffic_rules::TrafficRules;
 use crate::tunnel;
 
@@ -70,7 +70,7 @@ pub struct ServerStats {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) psinet: Database,
+    pub(crate) psinet: PsinetStore,
     pub(crate) rules: TrafficRules,
     pub(crate) log: EventLog,
     pub(crate) ssh: psiphon_ssh::ServerConfig,
@@ -108,10 +108,12 @@ impl Server {
             log.message(Level::Warning, warning);
         }
         let geoip = crate::geoip::GeoIp::open(&config.geoip_database_filenames)?;
-        let psinet = match &config.psinet_database_filename {
-            Some(path) => Database::read(path)?,
-            None => Database::default(),
-        };
+        let psinet = PsinetStore::open(
+            config.psinet_database_filename.as_deref(),
+            config.discovery_strategy,
+            &config.discovery_value_hmac_key,
+            std::time::SystemTime::now(),
+        )?;
         let rules = match &config.traffic_rules_filename {
             Some(path) => TrafficRules::read(path)?,
             None => TrafficRules::default(),
@@ -185,6 +187,10 @@ impl Server {
                 ))
             })
             .collect();
+        listeners.push(tokio::spawn(crate::reload::watch_psinet(
+            Arc::clone(&shared),
+            shutdown.subscribe(),
+        )));
         listeners.push(tokio::spawn(summarize_auth_failures(
             Arc::clone(&shared),
             shutdown.subscribe(),
@@ -193,6 +199,14 @@ impl Server {
             .iter()
             .map(|(name, addr)| format!("{name}:{}", addr.port()))
             .collect();
+        shared.log.message(
+            Level::Info,
+            &format!(
+                "discovery: {} strategy, {} discovery servers in psinet",
+                shared.config.discovery_strategy.name(),
+                shared.psinet.current().database.discovery_servers.len()
+            ),
+        );
         shared.log.message(
             Level::Info,
             &format!("server started, listening for {}", ports.join(", ")),

@@ -1,4 +1,5 @@
-//! `psiphond-traffic-rules.config`: the `DefaultRules` this server applies to every client.
+//! `psiphond-traffic-rules.config`: the `DefaultRules` this server applies to every client
+//! (timeouts, forward counts, `DisableDiscovery`).
 //! `FilteredRules` are read but not applied yet.
 
 use std::path::Path;
@@ -32,6 +33,8 @@ pub struct TrafficRules {
     pub max_tcp_dialing_port_forward_count: usize,
     /// `MaxTCPPortForwardCount`: forwards open at once; more are refused.
     pub max_tcp_port_forward_count: usize,
+    /// `DisableDiscovery`: hand out no discovery server in the handshake.
+    pub disable_discovery: bool,
 }
 
 impl Default for TrafficRules {
@@ -45,6 +48,7 @@ impl Default for TrafficRules {
             ),
             max_tcp_dialing_port_forward_count: DEFAULT_MAX_TCP_DIALING_PORT_FORWARD_COUNT,
             max_tcp_port_forward_count: DEFAULT_MAX_TCP_PORT_FORWARD_COUNT,
+            disable_discovery: false,
         }
     }
 }
@@ -98,6 +102,17 @@ impl TrafficRules {
                 "MaxTCPPortForwardCount",
                 defaults.max_tcp_port_forward_count,
             )?,
+            disable_discovery: match rules.get("DisableDiscovery") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => {
+                    return Err(Error::value(
+                        file,
+                        "DisableDiscovery",
+                        "must be true or false",
+                    ));
+                }
+            },
         })
     }
 
@@ -156,5 +171,10 @@ mod tests {
         let err = TrafficRules::parse(r#"{"DefaultRules":{"MaxTCPPortForwardCount":"x"}}"#, "t")
             .unwrap_err();
         assert!(err.to_string().contains("MaxTCPPortForwardCount"), "{err}");
+        let rules = TrafficRules::parse(r#"{"DefaultRules":{"DisableDiscovery":true}}"#, "t");
+        assert!(rules.unwrap().disable_discovery);
+        let err =
+            TrafficRules::parse(r#"{"DefaultRules":{"DisableDiscovery":1}}"#, "t").unwrap_err();
+        assert!(err.to_string().contains("DisableDiscovery"), "{err}");
     }
 }

@@ -1,8 +1,9 @@
 //! One client connection: OSSH and SSH handshake, authentication, API requests, port
 //! forwards, and the `server_tunnel` event at disconnect.
 //!
-//! Privacy: the peer address is used only for the OSSH seed history and is dropped once the
-//! handshake ends; destinations are never logged.
+//! Privacy: the peer address is used only for the OSSH seed history, the GeoIP lookup and
+//! discovery's key (a hash and an HMAC byte, kept until the API handshake), and is dropped once
+//! the SSH handshake ends; destinations are never logged.
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -25,6 +26,7 @@ use tokio::task::JoinSet;
 use crate::api::{ApiContext, ApiState};
 use crate::bogon::is_bogon;
 use crate::deadline::ReadDeadline;
+use crate::discovery::ClientKey;
 use crate::server::{Protocol, Shared};
 use crate::time::rfc3339_millis;
 
@@ -75,6 +77,8 @@ pub(crate) async fn serve(
     // The one use of the address besides the OSSH seed history: GeoIP, now; only the derived
     // fields are kept.
     let geo = shared.geoip.lookup(peer);
+    // And discovery's key, kept until the API handshake in place of the address.
+    let client_key = ClientKey::new(peer, &shared.config.discovery_value_hmac_key);
     let _ = tcp.set_nodelay(true);
     let tcp = ReadDeadline::new(tcp, shared.config.read_deadline);
     let slot = Arc::new(Mutex::new(None));
@@ -124,6 +128,7 @@ pub(crate) async fn serve(
         start_time,
         start,
         geo,
+        client_key: Some(client_key),
     };
     tunnel.run(conn, shutdown).await;
     shared.counters.tunnels.fetch_add(1, Ordering::Relaxed);
@@ -165,6 +170,8 @@ struct Tunnel {
     payload: SshPasswordPayload,
     api: ApiState,
     geo: crate::geoip::GeoFields,
+    /// Discovery's key of the client address, dropped once the handshake is done.
+    client_key: Option<ClientKey>,
     stats: Arc<ForwardStats>,
     forwards: JoinSet<()>,
     open_slots: Arc<Semaphore>,
@@ -194,12 +201,16 @@ impl Tunnel {
     }
 
     fn request(&mut self, request: IncomingRequest) {
+        // One consistent psinet for the request, even if a reload lands meanwhile.
+        let psinet = self.shared.psinet.current();
         let ctx = ApiContext {
-            psinet: &self.shared.psinet,
+            psinet: &psinet.database,
             log: &self.shared.log,
             session_id: &self.payload.session_id,
             own_encoded_server_entries: &self.shared.config.own_encoded_server_entries,
             geo: &self.geo,
+            discovery: (!self.shared.rules.disable_discovery).then_some(&psinet.discovery),
+            client_key: self.client_key,
         };
         let name = request.name().to_owned();
         match self
@@ -208,6 +219,9 @@ impl Tunnel {
         {
             Some(body) => request.reply(true, body.as_bytes()),
             None => request.reply(false, &[]),
+        }
+        if self.api.handshake().is_some() {
+            self.client_key = None;
         }
     }
 
