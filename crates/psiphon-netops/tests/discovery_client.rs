@@ -1,0 +1,169 @@
+//! Discovery end to end: a client that knows only server A learns server B from A's
+//! handshake, stores it, and — with A gone — connects to B on its next run, from its
+//! datastore alone. Real psiphond (the library) and the real client library, on 127.0.0.1
+//! and 127.0.0.2.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use psiphon_client::app;
+use psiphon_client::datastore::{Datastore, Source};
+use psiphon_client::notice::Notices;
+use psiphon_protocol::ServerEntry;
+use psiphon_server::{GenerateOptions, Server};
+use serde_json::{Value, json};
+
+const SPONSOR: &str = "721AE60D76700F5A";
+
+/// Generates a server on `ip` with `psinet`, starts it on OS-picked ports, and returns it with
+/// its entry (ports filled in).
+async fn start_server(dir: &Path, ip: &str, psinet: &Value) -> (Server, ServerEntry) {
+    let d = dir.join(ip);
+    std::fs::create_dir_all(&d).unwrap();
+    let opts = GenerateOptions {
+        ip_address: ip.to_owned(),
+        protocols: vec![("OSSH".to_owned(), 9999), ("SSH".to_owned(), 2222)],
+        log_filename: Some(d.join("psiphond.log").display().to_string()),
+        config_path: d.join("psiphond.config"),
+        traffic_rules_path: d.join("psiphond-traffic-rules.config"),
+        psinet_path: d.join("psinet.json"),
+        server_entry_path: d.join("server-entry.dat"),
+    };
+    let generated = psiphon_server::generate_files(&opts).unwrap();
+    std::fs::write(&opts.psinet_path, psinet.to_string()).unwrap();
+    let mut config = generated.config.clone();
+    let m = config.as_object_mut().unwrap();
+    m.insert("AllowBogons".into(), json!(true));
+    m.insert(
+        "PsinetDatabaseFilename".into(),
+        json!(opts.psinet_path.display().to_string()),
+    );
+    m.insert("TunnelProtocolPorts".into(), json!({"SSH": 0, "OSSH": 0}));
+    std::fs::write(&opts.config_path, config.to_string()).unwrap();
+    let server = Server::start(psiphon_server::Config::read(&opts.config_path).unwrap())
+        .await
+        .unwrap();
+    let entry = ServerEntry::decode(generated.encoded_server_entry.trim()).unwrap();
+    let mut fields = entry.fields().clone();
+    fields.insert(
+        "sshPort".into(),
+        json!(server.local_addr("SSH").unwrap().port()),
+    );
+    fields.insert(
+        "sshObfuscatedPort".into(),
+        json!(server.local_addr("OSSH").unwrap().port()),
+    );
+    (server, ServerEntry::from_fields(fields).unwrap())
+}
+
+fn psinet(discovery: &[&ServerEntry]) -> Value {
+    json!({
+        "sponsors": {SPONSOR: {"id": SPONSOR, "home_pages": {"None": [{"region": "None", "url": "https://example.org/"}]}}},
+        "default_sponsor_id": SPONSOR,
+        "discovery_servers": discovery.iter().map(|e| json!({
+            "discovery_date_range": ["2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z"],
+            "encoded_server_entry": e.encode(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Runs the client on `data_root` until it has a tunnel; returns the notices seen and stops it.
+async fn run_client_once(data_root: &Path) -> Vec<Value> {
+    let config_text = json!({
+        "PropagationChannelId": "24BCA4EE20BEB92C",
+        "SponsorId": SPONSOR,
+        "LocalSocksProxyPort": 0,
+        "LocalHttpProxyPort": 0,
+        "EmitDiagnosticNotices": true,
+        "DataRootDirectory": data_root.display().to_string(),
+    })
+    .to_string();
+    let (config, _) = psiphon_client::config::Config::parse(&config_text, "client.json").unwrap();
+    let store = Arc::new(Datastore::open(data_root).unwrap());
+    let (notices, mut lines) = Notices::channel(4096, true);
+    let client = app::start(&config, store.clone(), notices).await.unwrap();
+    let mut seen = Vec::new();
+    let up = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.recv().await {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            let up = v["noticeType"] == "Tunnels" && v["data"]["count"] == 1;
+            seen.push(v);
+            if up {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(up.is_ok(), "no tunnel; notices: {seen:#?}");
+    // Give the controller a moment to store the handshake's discovery entries (it does so
+    // right after the tunnel comes up), by waiting for its notice, at most 10 s.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.recv().await {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            let done = v["data"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("stored ") && m.contains("discovered"));
+            seen.push(v);
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+    client.shutdown().await;
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_learned_by_discovery_is_used_when_the_first_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server_b, entry_b) = start_server(dir.path(), "127.0.0.2", &psinet(&[])).await;
+    let (server_a, entry_a) = start_server(dir.path(), "127.0.0.1", &psinet(&[&entry_b])).await;
+
+    // The client knows only A.
+    let data_root = dir.path().join("client");
+    {
+        let store = Datastore::open(&data_root).unwrap();
+        store.store(entry_a.clone(), Source::Embedded).unwrap();
+    }
+    let first = run_client_once(&data_root).await;
+    let active: Vec<&Value> = first
+        .iter()
+        .filter(|v| v["noticeType"] == "ActiveTunnel")
+        .collect();
+    assert_eq!(active.len(), 1, "{first:#?}");
+    assert_eq!(
+        active[0]["data"]["diagnosticID"].as_str().unwrap(),
+        entry_a.diagnostic_id()
+    );
+    {
+        let store = Datastore::open(&data_root).unwrap();
+        let b = store
+            .entry("127.0.0.2")
+            .unwrap()
+            .expect("server B was stored from A's handshake");
+        assert_eq!(b.local_source(), Some("DISCOVERY"));
+        assert_eq!(b.effective_tag(), entry_b.effective_tag());
+        let stamp = b.local_timestamp().unwrap();
+        assert!(stamp.ends_with(":00:00Z"), "hour-truncated: {stamp}");
+    }
+
+    // A is gone; the next run finds B in the datastore.
+    server_a.shutdown().await;
+    let second = run_client_once(&data_root).await;
+    let active: Vec<&Value> = second
+        .iter()
+        .filter(|v| v["noticeType"] == "ActiveTunnel")
+        .collect();
+    assert_eq!(
+        active.last().unwrap()["data"]["diagnosticID"]
+            .as_str()
+            .unwrap(),
+        entry_b.diagnostic_id(),
+        "{second:#?}"
+    );
+    server_b.shutdown().await;
+}
