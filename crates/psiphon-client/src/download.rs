@@ -16,9 +16,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// An `http://` URL, split.
+/// Any byte stream a download can run over (TCP, a tunnel channel, TLS over either).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// An `http://` or `https://` URL, split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
+    /// `https`: TLS to the host.
+    pub tls: bool,
     /// Host name or address (IPv6 without brackets).
     pub host: String,
     /// Port (80 unless given).
@@ -28,19 +34,17 @@ pub struct HttpUrl {
 }
 
 impl HttpUrl {
-    /// Parses `http://host[:port][/path]`. `https://` is refused with a clear message:
-    /// this build has no TLS client yet.
+    /// Parses `http[s]://host[:port][/path]`.
     pub fn parse(url: &str) -> Result<HttpUrl, DownloadError> {
         let bad = |why: &str| DownloadError::Url(format!("{}: {why}", redact_url(url)));
-        let rest = if let Some(r) = url.strip_prefix("http://") {
-            r
-        } else if url.starts_with("https://") {
-            return Err(bad(
-                "https URLs are not supported yet (this client has no TLS); use http:// — the package is signed, so integrity does not depend on the transport",
-            ));
+        let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
         } else {
-            return Err(bad("expected an http:// URL"));
+            return Err(bad("expected an http:// or https:// URL"));
         };
+        let default_port = if tls { 443 } else { 80 };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -54,21 +58,26 @@ impl HttpUrl {
                 .ok_or_else(|| bad("unclosed [ in the host"))?;
             let port = match tail.strip_prefix(':') {
                 Some(p) => p.parse().map_err(|_| bad("bad port"))?,
-                None if tail.is_empty() => 80,
+                None if tail.is_empty() => default_port,
                 None => return Err(bad("junk after the host")),
             };
             (h.to_owned(), port)
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| bad("bad port"))?),
-                None => (authority.to_owned(), 80),
+                None => (authority.to_owned(), default_port),
             }
         };
         if host.is_empty() {
             return Err(bad("no host"));
         }
         let path = path.split('#').next().unwrap_or("/").to_owned();
-        Ok(HttpUrl { host, port, path })
+        Ok(HttpUrl {
+            tls,
+            host,
+            port,
+            path,
+        })
     }
 
     fn host_header(&self) -> String {
@@ -77,7 +86,7 @@ impl HttpUrl {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == if self.tls { 443 } else { 80 } {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -536,13 +545,16 @@ mod tests {
             ("::1", 80, "[::1]".to_owned())
         );
         assert_eq!(HttpUrl::parse("http://example.org").unwrap().path, "/");
-        for bad in [
-            "https://x/",
-            "ftp://x/",
-            "http://:80/",
-            "http://x:port/",
-            "http://u:p@x/",
-        ] {
+        let u = HttpUrl::parse("https://example.org/l").unwrap();
+        assert_eq!(
+            (u.tls, u.port, u.host_header()),
+            (true, 443, "example.org".to_owned())
+        );
+        assert_eq!(
+            HttpUrl::parse("https://h:8443/").unwrap().host_header(),
+            "h:8443"
+        );
+        for bad in ["ftp://x/", "http://:80/", "http://x:port/", "http://u:p@x/"] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(

@@ -8,4 +8,5 @@ pub mod download;
 pub mod notice;
 pub mod proxy;
 pub mod remote_list;
+pub mod tls;
 pub mod tunnel;

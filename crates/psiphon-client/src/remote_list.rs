@@ -45,6 +45,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// `User-Agent`.
     pub user_agent: String,
+    /// Certificates trusted beside the web PKI roots for `https://` URLs (a private CA).
+    pub tls_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Settings {
@@ -63,6 +65,7 @@ impl Settings {
                 env!("CARGO_PKG_VERSION"),
                 std::env::consts::OS
             ),
+            tls_roots: Vec::new(),
         }
     }
 }
@@ -265,27 +268,34 @@ impl Fetcher {
         };
         let tunnel = self.tunnel.as_ref().filter(|t| t.is_up());
         let tunneled = tunnel.is_some();
-        let outcome = match tunnel {
-            Some(t) => {
-                let channel = t
-                    .open(&url.host, url.port, Duration::from_secs(5))
-                    .await
-                    .map_err(|e| FetchError::Connect {
-                        host: format!("{}:{}", url.host, url.port),
-                        reason: e.to_string(),
-                    })?;
-                download::download(channel, &request).await?
-            }
-            None => {
-                let stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
-                    .await
-                    .map_err(|e| FetchError::Connect {
-                        host: format!("{}:{}", url.host, url.port),
-                        reason: e.to_string(),
-                    })?;
-                download::download(stream, &request).await?
-            }
+        let connect_err = |reason: String| FetchError::Connect {
+            host: format!("{}:{}", url.host, url.port),
+            reason,
         };
+        let stream: Box<dyn download::Io> = match tunnel {
+            Some(t) => Box::new(
+                t.open(&url.host, url.port, Duration::from_secs(5))
+                    .await
+                    .map_err(|e| connect_err(e.to_string()))?,
+            ),
+            None => Box::new(
+                tokio::net::TcpStream::connect((url.host.as_str(), url.port))
+                    .await
+                    .map_err(|e| connect_err(e.to_string()))?,
+            ),
+        };
+        let stream: Box<dyn download::Io> = if url.tls {
+            let config = crate::tls::client_config(chosen.skip_verify, &self.settings.tls_roots)
+                .map_err(|e| connect_err(format!("TLS setup: {e}")))?;
+            Box::new(
+                crate::tls::connect(stream, &url.host, Arc::new(config))
+                    .await
+                    .map_err(|e| connect_err(format!("TLS: {e}")))?,
+            )
+        } else {
+            stream
+        };
+        let outcome = download::download(stream, &request).await?;
         let (etag, bytes) = match outcome {
             Downloaded::NotModified => {
                 self.mark_success()?;

@@ -388,3 +388,67 @@ async fn a_client_with_only_the_list_url_and_key_connects_and_browses() {
     assert!(!all.contains("RemoteServerListResourceDownloaded"), "{all}");
     child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_lists_verify_the_certificate_unless_skip_verify() {
+    let entries = fake_entries(20);
+    let key = PackageSigningKey::generate(2048).unwrap();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(
+        www.path().join("server_list_compressed"),
+        key.sign_package(&entries.join("\n")).unwrap(),
+    )
+    .unwrap();
+    let Some(nginx) = common::nginx::start_tls(www.path()) else {
+        return;
+    };
+    let url = nginx.tls_url("/server_list_compressed");
+    let make = |skip_verify: bool, trust: bool, data: &std::path::Path, store: Arc<Datastore>| {
+        let urls = vec![psiphon_client::config::TransferUrl {
+            url: url.clone(),
+            only_after_attempts: 0,
+            skip_verify,
+            request_headers: Vec::new(),
+        }];
+        let mut s = Settings::new(
+            urls,
+            key.public_key_base64(),
+            data.join("remote_server_list"),
+        );
+        if trust {
+            s.tls_roots = vec![nginx.certificate.clone().unwrap().into()];
+        }
+        Fetcher::new(s, store, None, Notices::channel(4096, true).0)
+    };
+
+    // An unknown self-signed certificate is refused...
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(Datastore::in_memory().unwrap());
+    let err = make(false, false, data.path(), store.clone())
+        .fetch(0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Connect { .. }) && err.to_string().contains("TLS"),
+        "{err}"
+    );
+    assert_eq!(store.count().unwrap(), 0);
+
+    // ...accepted when trusted...
+    let got = make(false, true, data.path(), store.clone())
+        .fetch(0)
+        .await
+        .unwrap();
+    assert!(matches!(got, Fetched::Stored { .. }), "{got:?}");
+    assert_eq!(store.count().unwrap(), 20);
+
+    // ...and with SkipVerify (the package signature still protects the list).
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(Datastore::in_memory().unwrap());
+    let got = make(true, false, data.path(), store.clone())
+        .fetch(0)
+        .await
+        .unwrap();
+    assert!(matches!(got, Fetched::Stored { .. }), "{got:?}");
+    assert_eq!(store.count().unwrap(), 20);
+}
