@@ -9,4 +9,5 @@ pub mod notice;
 pub mod proxy;
 pub mod remote_list;
 pub mod tls;
+pub mod transport;
 pub mod tunnel;

@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use psiphon_obfs::{ClientConfig as OsshConfig, Keyword, ObfuscatedStream};
 use psiphon_protocol::api::{
     self, ApiParams, ConnectedResponse, HandshakeResponse, StatusResponse,
 };
@@ -148,10 +147,13 @@ pub async fn establish(
     timeout: Duration,
 ) -> Result<Tunnel, Error> {
     let start = Instant::now();
-    let (conn, handshake) =
-        tokio::time::timeout(timeout, dial_and_handshake(entry, protocol, params))
-            .await
-            .map_err(|_| Error::Timeout { protocol, timeout })??;
+    let work = async {
+        let tcp = connect(entry, protocol).await?;
+        handshake_over(Box::new(tcp), entry, protocol, params).await
+    };
+    let (conn, handshake) = tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| Error::Timeout { protocol, timeout })??;
     Ok(Tunnel {
         conn,
         entry: entry.clone(),
@@ -161,14 +163,58 @@ pub async fn establish(
     })
 }
 
-async fn dial_and_handshake(
+/// The TCP address a protocol dials for an entry.
+pub fn dial_address(entry: &ServerEntry, protocol: TunnelProtocol) -> Result<SocketAddr, Error> {
+    crate::transport::for_protocol(protocol)
+        .ok_or_else(|| entry_error(protocol, "this protocol is not implemented"))?;
+    let port = entry
+        .dial_port(protocol)
+        .map_err(|e| entry_error(protocol, &e.to_string()))?;
+    Ok(SocketAddr::new(entry.ip_address(), port))
+}
+
+/// The first step of a dial: a TCP connection to the protocol's port (no timeout here; the
+/// caller bounds it).
+pub async fn connect(entry: &ServerEntry, protocol: TunnelProtocol) -> Result<TcpStream, Error> {
+    let addr = dial_address(entry, protocol)?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|source| Error::Dial { protocol, source })?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// The rest of a dial over a connected stream: the protocol's obfuscation layer, SSH, and the
+/// Psiphon handshake. `started` is when the dial began (for `establishment`).
+pub async fn establish_over(
+    stream: crate::transport::BoxIo,
+    entry: &ServerEntry,
+    protocol: TunnelProtocol,
+    params: &ClientParams,
+    timeout: Duration,
+    started: Instant,
+) -> Result<Tunnel, Error> {
+    let (conn, handshake) =
+        tokio::time::timeout(timeout, handshake_over(stream, entry, protocol, params))
+            .await
+            .map_err(|_| Error::Timeout { protocol, timeout })??;
+    Ok(Tunnel {
+        conn,
+        entry: entry.clone(),
+        protocol,
+        handshake,
+        establishment: started.elapsed(),
+    })
+}
+
+async fn handshake_over(
+    stream: crate::transport::BoxIo,
     entry: &ServerEntry,
     protocol: TunnelProtocol,
     params: &ClientParams,
 ) -> Result<(Connection, HandshakeResponse), Error> {
-    if !matches!(protocol, TunnelProtocol::Ossh | TunnelProtocol::Ssh) {
-        return Err(entry_error(protocol, "only SSH and OSSH are implemented"));
-    }
+    let transport = crate::transport::for_protocol(protocol)
+        .ok_or_else(|| entry_error(protocol, "this protocol is not implemented"))?;
     let port = entry
         .dial_port(protocol)
         .map_err(|e| entry_error(protocol, &e.to_string()))?;
@@ -194,26 +240,15 @@ async fn dial_and_handshake(
     // Encrypt-then-MAC shows packet lengths in clear; tunnel-core never offers it with OSSH.
     ssh.common.macs = vec![MacAlg::HmacSha256, MacAlg::HmacSha512];
 
-    let addr = SocketAddr::new(entry.ip_address(), port);
-    let tcp = TcpStream::connect(addr)
+    let wrapped = transport
+        .wrap(entry, stream)
+        .map_err(|reason| entry_error(protocol, &reason))?;
+    let conn = psiphon_ssh::connect(wrapped, ssh)
         .await
-        .map_err(|source| Error::Dial { protocol, source })?;
-    let _ = tcp.set_nodelay(true);
-    let conn = if protocol == TunnelProtocol::Ossh {
-        let key = entry
-            .ssh_obfuscated_key()
-            .ok_or_else(|| entry_error(protocol, "no sshObfuscatedKey"))?;
-        let keyword = Keyword::new(key).map_err(|e| entry_error(protocol, &e.to_string()))?;
-        let ossh = ObfuscatedStream::client(tcp, &OsshConfig::new(keyword))
-            .map_err(|e| entry_error(protocol, &e.to_string()))?;
-        psiphon_ssh::connect(ossh, ssh).await
-    } else {
-        psiphon_ssh::connect(tcp, ssh).await
-    }
-    .map_err(|source| Error::Ssh {
-        step: "ssh handshake",
-        source,
-    })?;
+        .map_err(|source| Error::Ssh {
+            step: "ssh handshake",
+            source,
+        })?;
 
     let body = params
         .base()
