@@ -18,6 +18,9 @@ use crate::proxy::{DialError, DialFuture, Dialer, HttpProxy, Shutdown, SocksProx
 use crate::remote_list::{self, Fetcher};
 use crate::tunnel::{self, ClientParams, Tunnel};
 
+/// tunnel-core's `MAX_TUNNEL_POOL_SIZE`.
+const MAX_TUNNEL_POOL_SIZE: usize = 32;
+
 /// How long a new port forward waits for a tunnel before it fails.
 const FORWARD_WAIT: Duration = Duration::from_secs(20);
 
@@ -94,12 +97,20 @@ impl Observer for NoticeObserver {
             h.upstream_bytes_per_second,
             h.downstream_bytes_per_second,
         );
-        self.notices.tunnels(1);
     }
 
     fn tunnel_down(&self, reason: &str) {
-        self.notices.tunnels(0);
         self.notices.info(&format!("tunnel failed: {reason}"));
+    }
+
+    fn tunnels(&self, count: usize) {
+        self.notices
+            .tunnels(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+
+    fn establish_timeout(&self, timeout: Duration) {
+        self.notices
+            .establish_tunnel_timeout(&format!("{}s", timeout.as_secs()));
     }
 
     fn candidate_failed(
@@ -177,6 +188,7 @@ pub struct Client {
     stop: Option<oneshot::Sender<()>>,
     proxies: Shutdown,
     task: JoinHandle<()>,
+    finished: tokio::sync::watch::Receiver<bool>,
 }
 
 /// With `ServerEntrySignaturePublicKey` configured, entries that carry a signature must verify;
@@ -260,6 +272,25 @@ pub async fn start(
             .unwrap_or(10)
             .max(1),
         protocols: config.limit_tunnel_protocols.clone(),
+        pool_size: config
+            .tunnel_pool_size
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(1)
+            .clamp(1, MAX_TUNNEL_POOL_SIZE),
+        // tunnel-core's default is 300 s; 0 means no limit.
+        establish_deadline: match config.establish_tunnel_timeout_seconds {
+            None => Some(Duration::from_secs(300)),
+            Some(0) => None,
+            Some(s) => Some(Duration::from_secs(s)),
+        },
+        network_id: config.network_id.clone(),
+        stagger: Duration::from_millis(config.stagger_connection_workers_ms.unwrap_or(2)),
+        round_pause: Duration::from_secs(config.establish_tunnel_pause_period_seconds.unwrap_or(2)),
+        affinity_grace: Duration::from_millis(
+            config
+                .establish_tunnel_server_affinity_grace_period_ms
+                .unwrap_or(500),
+        ),
         egress_region: config.egress_region.clone(),
         target: target_address(config),
         entry_signature_key: config.server_entry_signature_public_key.clone(),
@@ -346,12 +377,14 @@ pub async fn start(
             available_egress_regions(&regions_store, &regions_notices);
         })
     });
+    let (finished_tx, finished) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         controller
             .run(async move {
                 let _ = stopped.await;
             })
             .await;
+        let _ = finished_tx.send(true);
         let _ = fetch_stop.send(());
         if let Some(t) = fetch_task {
             let _ = t.await;
@@ -363,10 +396,18 @@ pub async fn start(
         stop: Some(stop),
         proxies,
         task,
+        finished,
     })
 }
 
 impl Client {
+    /// Resolves when the controller has stopped by itself (`EstablishTunnelTimeout`); a
+    /// console program then exits, as tunnel-core's does.
+    pub async fn stopped(&self) {
+        let mut rx = self.finished.clone();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
     /// Stops the controller and the proxies, and waits for the controller to finish.
     pub async fn shutdown(mut self) {
         self.proxies.trigger();

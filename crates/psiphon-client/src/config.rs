@@ -132,6 +132,14 @@ pub struct Config {
     pub disable_remote_server_list_fetcher: bool,
     /// `FetchRemoteServerListRetryPeriodMilliseconds`.
     pub fetch_remote_server_list_retry_period_ms: Option<u64>,
+    /// `NetworkID`: names the network for replay ("" = unknown).
+    pub network_id: String,
+    /// `StaggerConnectionWorkersMilliseconds`.
+    pub stagger_connection_workers_ms: Option<u64>,
+    /// `EstablishTunnelPausePeriodSeconds`.
+    pub establish_tunnel_pause_period_seconds: Option<u64>,
+    /// `EstablishTunnelServerAffinityGracePeriodMilliseconds`.
+    pub establish_tunnel_server_affinity_grace_period_ms: Option<u64>,
 }
 
 /// A download location (tunnel-core's `TransferURL`).
@@ -148,7 +156,7 @@ pub struct TransferUrl {
 }
 
 /// The keys handled, in Go's spelling.
-const KEYS: [&str; 30] = [
+const KEYS: [&str; 34] = [
     "PropagationChannelId",
     "SponsorId",
     "ClientVersion",
@@ -178,6 +186,10 @@ const KEYS: [&str; 30] = [
     "RemoteServerListSignaturePublicKey",
     "DisableRemoteServerListFetcher",
     "FetchRemoteServerListRetryPeriodMilliseconds",
+    "NetworkID",
+    "StaggerConnectionWorkersMilliseconds",
+    "EstablishTunnelPausePeriodSeconds",
+    "EstablishTunnelServerAffinityGracePeriodMilliseconds",
     // Accepted as a synonym list entry below; kept here so it is not reported unknown.
     "TunnelProtocol",
 ];
@@ -545,6 +557,12 @@ impl Config {
             disable_remote_server_list_fetcher: f.bool("DisableRemoteServerListFetcher")?,
             fetch_remote_server_list_retry_period_ms: f
                 .uint("FetchRemoteServerListRetryPeriodMilliseconds", 1)?,
+            network_id: f.string("NetworkID")?.unwrap_or_default(),
+            stagger_connection_workers_ms: f.uint("StaggerConnectionWorkersMilliseconds", 0)?,
+            establish_tunnel_pause_period_seconds: f
+                .uint("EstablishTunnelPausePeriodSeconds", 0)?,
+            establish_tunnel_server_affinity_grace_period_ms: f
+                .uint("EstablishTunnelServerAffinityGracePeriodMilliseconds", 0)?,
         };
 
         let unknown = map

@@ -119,9 +119,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        psiphon_client::app::shutdown_signal().await;
+        let code = tokio::select! {
+            () = psiphon_client::app::shutdown_signal() => ExitCode::SUCCESS,
+            () = client.stopped() => ExitCode::FAILURE,
+        };
         client.shutdown().await;
-        ExitCode::SUCCESS
+        code
     });
     notices.exiting();
     code

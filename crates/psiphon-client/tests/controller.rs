@@ -289,3 +289,185 @@ async fn entries_the_server_names_invalid_are_pruned() {
     );
     run.abort();
 }
+
+/// Records which protocols were attempted, in order, and what came up.
+struct OrderRecorder(mpsc::UnboundedSender<String>);
+
+impl Observer for OrderRecorder {
+    fn tunnel_up(&self, t: &Tunnel) {
+        let _ = self.0.send(format!("up {}", t.protocol.name()));
+    }
+    fn tunnel_down(&self, _: &str) {}
+    fn candidate_failed(&self, _: &ServerEntry, p: TunnelProtocol, _: &tunnel::Error) {
+        let _ = self.0.send(format!("failed {}", p.name()));
+    }
+    fn connected(&self, _: &str) {}
+    fn tunnels(&self, n: usize) {
+        let _ = self.0.send(format!("tunnels {n}"));
+    }
+    fn establish_timeout(&self, _: Duration) {
+        let _ = self.0.send("timeout".into());
+    }
+}
+
+async fn events_until(rx: &mut mpsc::UnboundedReceiver<String>, last: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(e) = rx.recv().await {
+            let done = e == last;
+            seen.push(e);
+            if done {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never saw {last:?}; saw {seen:?}"));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_protocol_is_tried_last_next_time_on_the_same_network() {
+    let server = test_server().await;
+    // OSSH is "blocked": its port refuses (nothing listens there); SSH works.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut f = server.entry.fields().clone();
+    f.insert("sshObfuscatedPort".into(), json!(closed));
+    let store = store_of(vec![ServerEntry::from_fields(f).unwrap()]);
+    let settings = Settings {
+        network_id: "wifi-cafe".into(),
+        ..Settings::default()
+    };
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (c, _a) = Controller::new(
+        params(),
+        store.clone(),
+        settings.clone(),
+        Arc::new(OrderRecorder(tx)),
+    );
+    let run = tokio::spawn(c.run(std::future::pending()));
+    let first = events_until(&mut rx, "up SSH").await;
+    run.abort();
+    assert_eq!(
+        first.first().map(String::as_str),
+        Some("failed OSSH"),
+        "{first:?}"
+    );
+
+    // Next run on the same network: SSH first, OSSH never needed.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (c, _a) = Controller::new(
+        params(),
+        store.clone(),
+        settings.clone(),
+        Arc::new(OrderRecorder(tx)),
+    );
+    let run = tokio::spawn(c.run(std::future::pending()));
+    let second = events_until(&mut rx, "up SSH").await;
+    run.abort();
+    assert!(!second.iter().any(|e| e == "failed OSSH"), "{second:?}");
+
+    // Another network has no such memory: OSSH first again.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let other = Settings {
+        network_id: "home".into(),
+        ..settings
+    };
+    let (c, _a) = Controller::new(params(), store, other, Arc::new(OrderRecorder(tx)));
+    let run = tokio::spawn(c.run(std::future::pending()));
+    let third = events_until(&mut rx, "up SSH").await;
+    run.abort();
+    assert_eq!(
+        third.first().map(String::as_str),
+        Some("failed OSSH"),
+        "{third:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_two_tunnels_spreads_forwards() {
+    let a = test_server().await;
+    let b = test_server().await;
+    let origin = echo_origin().await;
+    // Both test servers listen on 127.0.0.1, and the datastore keys entries by address: give
+    // the pool two distinct servers by reaching b as 127.0.0.2 through a local forwarder.
+    let b2 = relabel_as(&b.entry, "127.0.0.2").await;
+    let store = store_of(vec![a.entry.clone(), b2]);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let settings = Settings {
+        pool_size: 2,
+        ..Settings::default()
+    };
+    let (c, active) = Controller::new(params(), store, settings, Arc::new(OrderRecorder(tx)));
+    let run = tokio::spawn(c.run(std::future::pending()));
+    events_until(&mut rx, "tunnels 2").await;
+    assert_eq!(active.count(), 2);
+    for _ in 0..4 {
+        echo_through(&active, origin).await;
+    }
+    let sessions = (
+        a.sessions.lock().unwrap().len(),
+        b.sessions.lock().unwrap().len(),
+    );
+    assert!(sessions.0 >= 1 && sessions.1 >= 1, "{sessions:?}");
+    run.abort();
+}
+
+/// Forwards 127.0.0.2:<same ports> to the entry's 127.0.0.1 ports, and returns the entry
+/// relabelled with the new address.
+async fn relabel_as(entry: &ServerEntry, ip: &str) -> ServerEntry {
+    for port in [
+        entry.ssh_port().unwrap(),
+        entry.ssh_obfuscated_port().unwrap(),
+    ] {
+        let l = tokio::net::TcpListener::bind((ip, port)).await.unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+                });
+            }
+        });
+    }
+    let mut f = entry.fields().clone();
+    f.insert("ipAddress".into(), json!(ip));
+    ServerEntry::from_fields(f).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_gives_up_at_the_establish_deadline() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let server = test_server().await;
+    let mut f = server.entry.fields().clone();
+    f.insert("sshPort".into(), json!(closed));
+    f.insert("sshObfuscatedPort".into(), json!(closed));
+    drop(server);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let settings = Settings {
+        round_pause: Duration::from_millis(100),
+        establish_deadline: Some(Duration::from_millis(800)),
+        ..Settings::default()
+    };
+    let (c, _a) = Controller::new(
+        params(),
+        store_of(vec![ServerEntry::from_fields(f).unwrap()]),
+        settings,
+        Arc::new(OrderRecorder(tx)),
+    );
+    let run = tokio::spawn(c.run(std::future::pending()));
+    events_until(&mut rx, "timeout").await;
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the controller stops after the deadline")
+        .unwrap();
+}
