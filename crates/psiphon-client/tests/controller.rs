@@ -471,3 +471,76 @@ async fn the_controller_gives_up_at_the_establish_deadline() {
         .expect("the controller stops after the deadline")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_attempts_are_cancelled_and_their_sockets_closed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = test_server().await;
+    // Tarpits: accept TCP and never answer, on 127.0.0.10..40 (the same port on each).
+    let open = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let first = tokio::net::TcpListener::bind("127.0.0.10:0").await.unwrap();
+    let port = first.local_addr().unwrap().port();
+    let mut listeners = vec![first];
+    for i in 11..=40 {
+        listeners.push(
+            tokio::net::TcpListener::bind(format!("127.0.0.{i}:{port}"))
+                .await
+                .unwrap(),
+        );
+    }
+    for l in listeners {
+        let (open, accepted) = (open.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                open.fetch_add(1, Ordering::SeqCst);
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let open = open.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while matches!(c.read(&mut buf).await, Ok(n) if n > 0) {}
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+    }
+    let mut entries: Vec<ServerEntry> = (10..=40)
+        .map(|i| {
+            let mut f = server.entry.fields().clone();
+            f.insert("ipAddress".into(), json!(format!("127.0.0.{i}")));
+            f.insert("sshPort".into(), json!(port));
+            f.insert("sshObfuscatedPort".into(), json!(port));
+            ServerEntry::from_fields(f).unwrap()
+        })
+        .collect();
+    entries.push(server.entry.clone());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let settings = Settings {
+        establish_timeout: Duration::from_secs(3),
+        ..Settings::default()
+    };
+    let (c, _active) = Controller::new(
+        params(),
+        store_of(entries),
+        settings,
+        Arc::new(OrderRecorder(tx)),
+    );
+    let run = tokio::spawn(c.run(std::future::pending()));
+    events_until(&mut rx, "tunnels 1").await;
+    assert!(
+        accepted.load(Ordering::SeqCst) > 0,
+        "no tarpit was dialed: the test proves nothing"
+    );
+    // Every losing attempt's socket is closed once the winner is chosen (bounded wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while open.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        open.load(Ordering::SeqCst),
+        0,
+        "sockets left open after the round (of {} accepted)",
+        accepted.load(Ordering::SeqCst)
+    );
+    run.abort();
+}
