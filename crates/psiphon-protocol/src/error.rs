@@ -166,6 +166,51 @@ pub enum Error {
         value: String,
     },
 
+    /// An authenticated data package's compressed bytes do not start a zlib stream.
+    #[error("authenticated package is not zlib data: {0}")]
+    PackageNotZlib(String),
+    /// An authenticated data package's zlib stream ends before its end marker and checksum.
+    #[error("authenticated package is truncated: the zlib stream ends early")]
+    PackageTruncated,
+    /// An authenticated data package's zlib stream is damaged (bad deflate data or checksum).
+    #[error("authenticated package is corrupt: {0}")]
+    PackageCorrupt(String),
+    /// An authenticated data package is not the JSON object it should be.
+    #[error("authenticated package JSON at byte {offset}: {reason}")]
+    PackageJson {
+        /// Offset in the decompressed JSON where parsing stopped.
+        offset: u64,
+        /// What is wrong (tunnel-core's text where it has one, e.g. "unsupported escaped
+        /// character").
+        reason: String,
+    },
+    /// An authenticated data package lacks one of its three fields.
+    #[error("authenticated package: missing expected field {0:?}")]
+    PackageMissingField(&'static str),
+    /// The package's `signingPublicKeyDigest` is not the digest of the configured public key:
+    /// it was signed with another key.
+    #[error(
+        "authenticated package: unexpected signing public key digest (the package was signed \
+         with a different key than the configured public key)"
+    )]
+    PackageKeyDigest,
+    /// The package's RSA signature does not verify: its data was altered.
+    #[error(
+        "authenticated package: crypto/rsa: verification error (the data does not match \
+         its signature: altered or corrupted)"
+    )]
+    PackageSignature,
+    /// The configured package public key is unusable (not base64 of an RSA
+    /// SubjectPublicKeyInfo of 2048 to 8192 bits).
+    #[error("authenticated package public key: {0}")]
+    PackagePublicKey(String),
+    /// A package signing (RSA private) key is unusable.
+    #[error("authenticated package signing key: {0}")]
+    PackageSigningKey(String),
+    /// Reading the package failed.
+    #[error("reading authenticated package: {0}")]
+    PackageRead(#[source] std::io::Error),
+
     /// The crypto library or the system random number generator failed.
     #[error("crypto failure: {0}")]
     Crypto(&'static str),
@@ -193,10 +238,21 @@ impl Error {
             | Error::InvalidSponsorId
             | Error::MissingParam(_)
             | Error::ParamType { .. }
-            | Error::InvalidParam { .. } => ErrorKind::Remote,
+            | Error::InvalidParam { .. }
+            | Error::PackageNotZlib(_)
+            | Error::PackageTruncated
+            | Error::PackageCorrupt(_)
+            | Error::PackageJson { .. }
+            | Error::PackageMissingField(_)
+            | Error::PackageKeyDigest
+            | Error::PackageSignature => ErrorKind::Remote,
+            Error::PackageRead(_) => ErrorKind::Local,
             // A bad signature field is the entry's fault; a bad key is the configuration's.
             Error::Base64 { which, .. } => {
-                if *which == "signature" {
+                if matches!(
+                    *which,
+                    "signature" | "package signature" | "package key digest"
+                ) {
                     ErrorKind::Remote
                 } else {
                     ErrorKind::Config
@@ -209,7 +265,9 @@ impl Error {
             | Error::MissingPublicKey
             | Error::InvalidPublicKeyLength(_)
             | Error::InvalidPrivateKeyLength(_)
-            | Error::KeyMismatch => ErrorKind::Config,
+            | Error::KeyMismatch
+            | Error::PackagePublicKey(_)
+            | Error::PackageSigningKey(_) => ErrorKind::Config,
             Error::Crypto(_) => ErrorKind::Internal,
         }
     }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod api;
+pub mod auth_package;
 mod error;
 pub mod gojson;
 pub mod password;
@@ -8,6 +9,7 @@ pub mod server_entry;
 pub mod tunnel_protocol;
 
 pub use api::{ApiParams, ConnectedResponse, HandshakeResponse, StatusResponse};
+pub use auth_package::{DataReader, PackageSigningKey, ZlibReader, open_package, verify_stream};
 pub use error::{Error, ErrorKind, Result};
 pub use password::{SshPasswordPayload, make_session_id};
 pub use server_entry::{
