@@ -227,7 +227,7 @@ pub enum ServerCommand {
         /// PROTOCOL:PORT, repeatable (OSSH, SSH).
         #[arg(long = "protocol", required = true)]
         protocols: Vec<String>,
-        /// Directory for its psiphond files (default ./servers/<id>).
+        /// Directory for its psiphond files (default ./servers/ID).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Where the files will be on the server (written into psiphond.config); default the
