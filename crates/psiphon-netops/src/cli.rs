@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::db::{Db, unix_now, write_private};
 use crate::error::{Error, Result, io};
-use crate::servers::{NewServer, Placement, default_discovery, parse_protocol};
+use crate::servers::{NewServer, Placement, default_discovery, new_server_id, parse_protocol};
 use crate::sponsors::{HttpsRequestRegex, NewSponsor};
 use crate::table::Table;
 use crate::time;
@@ -629,11 +629,7 @@ fn server(db: &mut Db, cmd: ServerCommand, now: i64) -> Result<String> {
             // The id names the default directory, so settle it first.
             let id = match placement.id.clone() {
                 Some(id) => id,
-                None => {
-                    let mut b = [0u8; 4];
-                    aws_lc_rs::rand::fill(&mut b).map_err(|_| Error::Random)?;
-                    hex::encode(b)
-                }
+                None => new_server_id()?,
             };
             placement.id = Some(id.clone());
             let out_dir = out.unwrap_or_else(|| PathBuf::from("servers").join(&id));

@@ -164,3 +164,132 @@ impl Db {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::servers::Placement;
+
+    fn entry(ip: &str) -> String {
+        psiphon_server::generate(&psiphon_server::GenerateOptions {
+            ip_address: ip.to_owned(),
+            protocols: vec![("OSSH".to_owned(), 443)],
+            ..psiphon_server::GenerateOptions::default()
+        })
+        .unwrap()
+        .encoded_server_entry
+    }
+
+    /// Which servers go where: embedded servers in their channel's lists, permanent ones in
+    /// every channel's, discovery by range, retired nowhere.
+    #[test]
+    fn lists_and_exports_select_by_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::init(&dir.path().join("t.db"), 2048).unwrap();
+        db.add_channel("a", None, &[]).unwrap();
+        db.add_channel("b", None, &[]).unwrap();
+        let now = time::parse("2026-11-21T12:00:00Z").unwrap();
+        let day = time::days(1);
+        let mut add = |id: &str, ip: &str, channel: &str, embedded, permanent, discovery| {
+            let placement = Placement {
+                id: Some(id.to_owned()),
+                channel: channel.to_owned(),
+                embedded,
+                permanent,
+                discovery,
+                ..Placement::default()
+            };
+            db.import_server(&entry(ip), &placement).unwrap();
+        };
+        add("me", "192.0.2.1", "a", true, false, None);
+        add("embedded-b", "192.0.2.2", "b", true, false, None);
+        add("permanent-b", "192.0.2.3", "b", false, true, None);
+        add(
+            "discovery-now",
+            "192.0.2.4",
+            "a",
+            false,
+            false,
+            Some((now - day, now + day)),
+        );
+        add(
+            "discovery-soon",
+            "192.0.2.5",
+            "a",
+            false,
+            false,
+            Some((now + day, now + 8 * day)),
+        );
+        add(
+            "discovery-over",
+            "192.0.2.6",
+            "a",
+            false,
+            false,
+            Some((now - 8 * day, now)),
+        );
+        add(
+            "retired",
+            "192.0.2.7",
+            "a",
+            true,
+            true,
+            Some((now - day, now + day)),
+        );
+        db.retire_server("retired").unwrap();
+
+        let ids = |servers: Vec<Server>| servers.into_iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(ids(db.list_servers("a").unwrap()), ["me", "permanent-b"]);
+        assert_eq!(
+            ids(db.list_servers("b").unwrap()),
+            ["embedded-b", "permanent-b"]
+        );
+        assert_eq!(db.embedded_list("a").unwrap().lines().count(), 2);
+
+        let psinet = db.export_psinet("me", now).unwrap();
+        let discovery: Vec<String> = psinet["discovery_servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let e = psiphon_protocol::ServerEntry::decode(
+                    d["encoded_server_entry"].as_str().unwrap(),
+                )
+                .unwrap();
+                e.ip_address_str().to_owned()
+            })
+            .collect();
+        // Ended ranges and retired servers are left out; future ranges are kept (psiphond
+        // starts handing them out when their range begins).
+        assert_eq!(discovery, ["192.0.2.4", "192.0.2.5"]);
+        assert_eq!(
+            psinet["discovery_servers"][1]["discovery_date_range"],
+            json!(["2026-11-22T12:00:00Z", "2026-11-29T12:00:00Z"])
+        );
+        let tags = psinet["valid_server_entry_tags"].as_object().unwrap();
+        assert_eq!(
+            tags.len(),
+            6,
+            "every live server's tag, not the retired one's"
+        );
+        assert!(psinet.get("default_sponsor_id").is_none());
+        assert!(matches!(
+            db.export_psinet("retired", now),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(db.list_servers("c"), Err(Error::NotFound { .. })));
+
+        // The published package opens with the network key and lists channel a's servers.
+        let published = db
+            .publish_remote_list("a", &dir.path().join("pub"))
+            .unwrap();
+        let package = std::fs::read(&published.path).unwrap();
+        let key = db
+            .public_keys()
+            .unwrap()
+            .remote_server_list_signature_public_key;
+        let data = psiphon_protocol::auth_package::open_package(&package, &key).unwrap();
+        assert_eq!(data, db.embedded_list("a").unwrap().trim_end());
+        assert_eq!(published.servers, ["me", "permanent-b"]);
+    }
+}

@@ -123,6 +123,16 @@ pub fn default_discovery(now: i64) -> (i64, i64) {
     (start, start + time::days(7))
 }
 
+/// A random server id: 8 lower-case hex digits.
+///
+/// # Errors
+/// [`Error::Random`].
+pub fn new_server_id() -> Result<String> {
+    let mut b = [0u8; 4];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| Error::Random)?;
+    Ok(hex::encode(b))
+}
+
 fn check_region(region: &str) -> Result<()> {
     if region.is_empty() || (region.len() == 2 && region.bytes().all(|b| b.is_ascii_uppercase())) {
         Ok(())
@@ -222,11 +232,7 @@ impl Db {
                 check_server_id(id)?;
                 id.clone()
             }
-            None => {
-                let mut b = [0u8; 4];
-                aws_lc_rs::rand::fill(&mut b).map_err(|_| Error::Random)?;
-                hex::encode(b)
-            }
+            None => new_server_id()?,
         };
         let exists: bool = self
             .conn
