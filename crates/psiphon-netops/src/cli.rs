@@ -19,7 +19,13 @@ use crate::time;
 #[command(name = "psinet", version, about, long_about = None)]
 pub struct Cli {
     /// The network database.
-    #[arg(long, global = true, env = "PSINET_DB", default_value = "psinet.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "PSINET_DB",
+        default_value = "psinet.db",
+        value_name = "FILE"
+    )]
     pub db: PathBuf,
     /// What to do.
     #[command(subcommand)]
@@ -33,13 +39,13 @@ pub enum Command {
     /// proxy addresses; Ctrl-C stops it.
     Quickstart {
         /// Keep the files (database, configs, logs) in DIR instead of a temporary directory.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
     /// Create a new network database with fresh signing keys (file mode 0600).
     Init {
         /// Size of the remote server list RSA key (public exponent 3, as psi_ops).
-        #[arg(long, default_value_t = psiphon_protocol::auth_package::DEFAULT_KEY_BITS)]
+        #[arg(long, default_value_t = psiphon_protocol::auth_package::DEFAULT_KEY_BITS, value_name = "BITS")]
         remote_list_key_bits: usize,
     },
     /// Print the network's public keys, as client configs take them.
@@ -66,7 +72,7 @@ pub enum Command {
         #[arg(long)]
         channel: String,
         /// Write to FILE (mode 0600) instead of standard output.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// Publish signed files for clients.
@@ -206,10 +212,15 @@ pub struct PlacementArgs {
     #[arg(long)]
     pub permanent: bool,
     /// First day of discovery (YYYY-MM-DD, UTC); default tomorrow.
-    #[arg(long, conflicts_with = "no_discovery")]
+    #[arg(long, conflicts_with = "no_discovery", value_name = "DATE")]
     pub discovery_start: Option<String>,
     /// Length of the discovery range in days.
-    #[arg(long, default_value_t = 7, conflicts_with = "no_discovery")]
+    #[arg(
+        long,
+        default_value_t = 7,
+        conflicts_with = "no_discovery",
+        value_name = "DAYS"
+    )]
     pub discovery_days: u32,
     /// Not a discovery server.
     #[arg(long)]
@@ -225,17 +236,17 @@ pub enum ServerCommand {
         #[arg(long)]
         ip: IpAddr,
         /// PROTOCOL:PORT, repeatable (OSSH, SSH).
-        #[arg(long = "protocol", required = true)]
+        #[arg(long = "protocol", required = true, value_name = "PROTOCOL:PORT")]
         protocols: Vec<String>,
         /// Directory for its psiphond files (default ./servers/ID).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Where the files will be on the server (written into psiphond.config); default the
         /// --out directory.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         server_dir: Option<PathBuf>,
         /// psiphond's log file on the server (default: standard output).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         log_file: Option<PathBuf>,
         /// Overwrite files in the --out directory.
         #[arg(long)]
@@ -282,7 +293,7 @@ pub enum ExportCommand {
         #[arg(long)]
         server: String,
         /// Write to FILE (mode 0600) instead of standard output.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
 }
@@ -296,7 +307,7 @@ pub enum PublishCommand {
         #[arg(long)]
         channel: String,
         /// Output directory.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
 }
