@@ -421,6 +421,9 @@ fn sponsor_text(s: &crate::sponsors::Sponsor) -> String {
 fn write_or_return(out: Option<&Path>, text: String, what: &str) -> Result<String> {
     match out {
         Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io("creating directory", parent))?;
+            }
             write_private(path, text.as_bytes(), true)?;
             Ok(format!("wrote {what} to {}", path.display()))
         }

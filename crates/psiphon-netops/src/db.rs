@@ -148,7 +148,14 @@ impl Db {
     /// # Errors
     /// [`Error::DatabaseExists`], [`Error::Io`], [`Error::Sqlite`], [`Error::Protocol`].
     pub fn init(path: &Path, rsa_bits: usize) -> Result<Db> {
-        // Make the keys first: a failure leaves no half-made file behind.
+        // Refuse an existing file before spending seconds on an RSA key (create_new below
+        // still settles a race).
+        if path.exists() {
+            return Err(Error::DatabaseExists {
+                path: path.to_owned(),
+            });
+        }
+        // Make the keys before the file: a failure leaves no half-made file behind.
         let entry_key = ServerEntrySigningKey::generate()
             .map_err(protocol("generating the server entry signing key"))?;
         let list_key = PackageSigningKey::generate(rsa_bits)

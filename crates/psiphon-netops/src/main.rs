@@ -28,23 +28,38 @@ fn main() -> ExitCode {
                 }
             }
         }
-        command => match psiphon_netops::cli::run(&cli.db, command) {
-            Ok(text) => {
-                // A closed pipe (`psinet export ... | head`) is not an error worth a panic.
-                let mut out = std::io::stdout().lock();
-                match writeln!(out, "{}", text.trim_end_matches('\n')) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("psinet: writing to standard output: {e}");
-                        ExitCode::FAILURE
-                    }
+        command => {
+            if let Command::Init {
+                remote_list_key_bits,
+            } = &command
+            {
+                eprintln!(
+                    "psinet: generating the network keys (an RSA-{remote_list_key_bits} key can \
+                     take a minute)..."
+                );
+            }
+            run(&cli.db, command)
+        }
+    }
+}
+
+fn run(db: &std::path::Path, command: Command) -> ExitCode {
+    match psiphon_netops::cli::run(db, command) {
+        Ok(text) => {
+            // A closed pipe (`psinet export ... | head`) is not an error worth a panic.
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{}", text.trim_end_matches('\n')) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("psinet: writing to standard output: {e}");
+                    ExitCode::FAILURE
                 }
             }
-            Err(e) => {
-                eprintln!("psinet: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
+        Err(e) => {
+            eprintln!("psinet: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

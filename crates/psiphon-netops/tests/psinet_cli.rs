@@ -491,6 +491,39 @@ async fn a_network_made_with_psinet_serves_clients() {
     for s in servers {
         s.shutdown().await;
     }
+    // psinet's outputs made after that session too.
+    ok(
+        &db,
+        &[
+            "export",
+            "psinet",
+            "--server",
+            "s0",
+            "--out",
+            &d("after/psinet.json"),
+        ],
+    );
+    ok(
+        &db,
+        &[
+            "publish",
+            "remote-list",
+            "--channel",
+            "web",
+            "--out",
+            &d("after"),
+        ],
+    );
+    ok(
+        &db,
+        &[
+            "embedded-list",
+            "--channel",
+            "web",
+            "--out",
+            &d("after/embedded.dat"),
+        ],
+    );
 
     // Every file psinet or psiphond wrote: private, and free of the client's address.
     let mut files = Vec::new();
