@@ -647,6 +647,10 @@ fn server(db: &mut Db, cmd: ServerCommand, now: i64) -> Result<String> {
             };
             placement.id = Some(id.clone());
             let out_dir = out.unwrap_or_else(|| PathBuf::from("servers").join(&id));
+            let run_config = server_dir
+                .as_deref()
+                .unwrap_or(out_dir.as_path())
+                .join("psiphond.config");
             let (s, files) = db.new_server(
                 &NewServer {
                     ip,
@@ -664,14 +668,14 @@ fn server(db: &mut Db, cmd: ServerCommand, now: i64) -> Result<String> {
             Ok(format!(
                 "made server {} ({}), signed its entry and recorded it\n\
                  psiphond files:\n  {}\n  {}\n  {}\n  {}\n\
-                 run it with: psiphond -config {} run",
+                 copy them to the server and run: psiphond -config {} run",
                 s.id,
                 s.ip_address,
                 files.config.display(),
                 files.traffic_rules.display(),
                 files.psinet.display(),
                 files.server_entry.display(),
-                files.config.display(),
+                run_config.display(),
             ))
         }
         ServerCommand::Import {
