@@ -277,6 +277,18 @@ pub enum ServerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a server's psiphond files again from the database (its stored config, default
+    /// traffic rules, a fresh psinet export, its signed entry).
+    Files {
+        /// Server id.
+        server: String,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
     /// Retire a server: it leaves every list, export and set of valid tags.
     Retire {
         /// Server id.
@@ -699,6 +711,16 @@ fn server(db: &mut Db, cmd: ServerCommand, now: i64) -> Result<String> {
             } else {
                 Ok(servers_table(&servers))
             }
+        }
+        ServerCommand::Files { server, out, force } => {
+            let files = db.write_server_files(&server, &out, force)?;
+            Ok(format!(
+                "wrote the psiphond files of server {server}:\n  {}\n  {}\n  {}\n  {}",
+                files.config.display(),
+                files.traffic_rules.display(),
+                files.psinet.display(),
+                files.server_entry.display(),
+            ))
         }
         ServerCommand::Retire { server } => {
             let s = db.retire_server(&server)?;

@@ -91,6 +91,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX servers_live_ip ON servers(ip_address) WHERE retired IS NULL;
     ",
+    // 2: the server's psiphond config (its SSH host key, password and obfuscation keys), so
+    // its files can be written again (`server files`). NULL for imported servers.
+    "
+    ALTER TABLE servers ADD COLUMN psiphond_config TEXT;
+    ",
 ];
 
 /// The schema version this program writes.
@@ -435,6 +440,45 @@ mod tests {
         let err = Db::open(&path).unwrap_err();
         assert!(matches!(err, Error::SchemaTooNew { .. }), "{err}");
         assert!(err.to_string().contains("net.db"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('default_sponsor_id', 'kept')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            db.meta("default_sponsor_id").unwrap().as_deref(),
+            Some("kept")
+        );
+        let columns: Vec<String> = db
+            .conn
+            .prepare("SELECT name FROM pragma_table_info('servers')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            columns.iter().any(|c| c == "psiphond_config"),
+            "{columns:?}"
+        );
+        // Opening again changes nothing.
+        drop(db);
+        assert_eq!(
+            Db::open(&path).unwrap().schema_version().unwrap(),
+            SCHEMA_VERSION
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use psiphon_protocol::ServerEntry;
 use psiphon_server::GenerateOptions;
@@ -257,6 +257,7 @@ impl Db {
         channel_id: &str,
         placement: &Placement,
         entry: &ServerEntry,
+        psiphond_config: Option<&str>,
     ) -> Result<Server> {
         let now = unix_now();
         let mut ports = BTreeMap::new();
@@ -287,8 +288,8 @@ impl Db {
         tx.execute(
             "INSERT INTO servers (id, host_id, ip_address, propagation_channel_id, ports,
                  capabilities, tag, encoded_server_entry, is_embedded, is_permanent,
-                 discovery_start, discovery_end, configuration_version, created)
-             VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 discovery_start, discovery_end, configuration_version, created, psiphond_config)
+             VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 id,
                 entry.ip_address_str(),
@@ -303,6 +304,7 @@ impl Db {
                 placement.discovery.map(|d| d.1),
                 i64::try_from(entry.configuration_version()).unwrap_or(i64::MAX),
                 now,
+                psiphond_config,
             ],
         )
         .map_err(sql)?;
@@ -399,15 +401,17 @@ impl Db {
         write_private(&files.config, &config_text, new.force)?;
         write_private(&files.traffic_rules, &rules_text, new.force)?;
         write_private(&files.server_entry, encoded.as_bytes(), new.force)?;
-        let server = match self.insert_server(&id, &channel_id, placement, &entry) {
-            Ok(s) => s,
-            Err(e) => {
-                for f in [&files.config, &files.traffic_rules, &files.server_entry] {
-                    let _ = std::fs::remove_file(f);
+        let stored_config = String::from_utf8_lossy(&config_text);
+        let server =
+            match self.insert_server(&id, &channel_id, placement, &entry, Some(&stored_config)) {
+                Ok(s) => s,
+                Err(e) => {
+                    for f in [&files.config, &files.traffic_rules, &files.server_entry] {
+                        let _ = std::fs::remove_file(f);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-        };
+            };
         let psinet = self.export_psinet(&server.id, unix_now())?;
         write_private(&files.psinet, &pretty(&psinet)?, true)?;
         Ok((server, files))
@@ -433,7 +437,66 @@ impl Db {
             placement.region = entry.region().unwrap_or_default().to_owned();
         }
         entry.sign(&self.server_entry_signing_key()?);
-        self.insert_server(&id, &channel_id, &placement, &entry)
+        self.insert_server(&id, &channel_id, &placement, &entry, None)
+    }
+
+    /// Writes a server's psiphond files again from the database into `out_dir`: its stored
+    /// config, the default traffic rules, a fresh psinet export and its signed entry.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::InvalidArgument`] for a retired or imported server (the
+    /// database holds no psiphond config for those); [`Error::FileExists`], [`Error::Io`].
+    pub fn write_server_files(&self, id: &str, out_dir: &Path, force: bool) -> Result<ServerFiles> {
+        let server = self.server(id)?;
+        let config: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT psiphond_config FROM servers WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(self.sql("reading a server's config"))?;
+        let Some(config) = config else {
+            return Err(Error::InvalidArgument {
+                arg: "SERVER",
+                value: id.to_owned(),
+                reason: "it was imported: psinet holds no psiphond config for it".to_owned(),
+            });
+        };
+        let psinet = self.export_psinet(id, unix_now())?;
+        std::fs::create_dir_all(out_dir)
+            .map_err(crate::error::io("creating directory", out_dir))?;
+        let files = ServerFiles {
+            config: out_dir.join(CONFIG_FILE),
+            traffic_rules: out_dir.join(TRAFFIC_RULES_FILE),
+            psinet: out_dir.join(PSINET_FILE),
+            server_entry: out_dir.join(SERVER_ENTRY_FILE),
+        };
+        if !force {
+            for f in [
+                &files.config,
+                &files.traffic_rules,
+                &files.psinet,
+                &files.server_entry,
+            ] {
+                if f.exists() {
+                    return Err(Error::FileExists { path: f.clone() });
+                }
+            }
+        }
+        write_private(&files.config, config.as_bytes(), true)?;
+        write_private(
+            &files.traffic_rules,
+            &pretty(&psiphon_server::traffic_rules::generated_rules_json())?,
+            true,
+        )?;
+        write_private(&files.psinet, &pretty(&psinet)?, true)?;
+        write_private(
+            &files.server_entry,
+            server.encoded_server_entry.as_bytes(),
+            true,
+        )?;
+        Ok(files)
     }
 
     /// One server by id.

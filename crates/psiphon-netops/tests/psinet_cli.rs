@@ -423,6 +423,18 @@ async fn a_network_made_with_psinet_serves_clients() {
     let err = fails(&db, &["export", "psinet", "--server", "s5"]);
     assert!(err.contains("retired"), "{err}");
 
+    // The database holds each server's keys: its files can be written again.
+    ok(&db, &["server", "files", "s0", "--out", &d("s0-again")]);
+    for name in ["psiphond.config", "server-entry.dat", "psinet.json"] {
+        assert_eq!(
+            std::fs::read(dir.path().join("s0-again").join(name)).unwrap(),
+            std::fs::read(dir.path().join("s0").join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    let err = fails(&db, &["server", "files", "s0", "--out", &d("s0-again")]);
+    assert!(err.contains("already exists (pass --force"), "{err}");
+
     // The remote server list: signed, exactly the five live servers, entries signed.
     ok(
         &db,
@@ -564,6 +576,7 @@ fn every_command_has_help() {
         &["server", "new", "--help"],
         &["server", "import", "--help"],
         &["server", "retire", "--help"],
+        &["server", "files", "--help"],
         &["export", "psinet", "--help"],
         &["embedded-list", "--help"],
         &["publish", "remote-list", "--help"],
@@ -654,6 +667,11 @@ fn import_and_the_database_env_var() {
         err.contains("192.0.2.7") && err.contains("already exists"),
         "{err}"
     );
+    let err = fails(
+        &db,
+        &["server", "files", s["id"].as_str().unwrap(), "--out", "x"],
+    );
+    assert!(err.contains("imported"), "{err}");
     let table = ok(&db, &["server", "list"]);
     assert!(
         table.contains("192.0.2.7") && table.contains("OSSH:443"),
