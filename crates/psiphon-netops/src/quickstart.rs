@@ -142,7 +142,6 @@ fn make_server(db: &mut Db, index: usize, dir: &Path, channel: &str) -> Result<P
         .map_err(|e| Error::Client(format!("{}: {e}", files.config.display())))?;
     config["AllowBogons"] = Value::Bool(true);
     write_json(&files.config, &config)?;
-    restrict(&files.config)?;
     Ok(files.config)
 }
 
@@ -154,16 +153,11 @@ async fn start_from_config(index: usize, config: &Path) -> Result<Server, Error>
         .map_err(|source| Error::Server { index, source })
 }
 
-/// Makes a secret file readable by its owner only.
-fn restrict(path: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(io(format!("restricting {}", path.display())))
-}
-
+/// Writes pretty JSON readable by its owner only (0600), as psinet writes every file.
 fn write_json(path: &Path, v: &Value) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Client(e.to_string()))?;
-    std::fs::write(path, text).map_err(io(format!("writing {}", path.display())))
+    crate::servers::pretty(v)
+        .and_then(|text| crate::db::write_private(path, &text, true))
+        .map_err(|source| Error::Network { index: 0, source })
 }
 
 /// Starts the network and waits (up to 30 s) for the client's first tunnel.
@@ -225,7 +219,6 @@ pub async fn start_with(dir: Option<PathBuf>, protocols: &[&str]) -> Result<Netw
         if let Some(sdir) = config.parent() {
             let path = sdir.join("psinet.json");
             write_json(&path, &psinet)?;
-            restrict(&path)?;
         }
         servers.push(start_from_config(index, config).await?);
     }
@@ -324,7 +317,7 @@ impl Network {
              With Internet access, any site works too, e.g.\n\
              \x20 curl --socks5-hostname {socks} https://example.org/\n\
              \n\
-             Files (configs, server entries, logs, client notices): {dir}\n\
+             Files (psinet.db, server configs and entries, logs, client notices): {dir}\n\
              Press Ctrl-C to stop.",
             socks = self.socks,
             http = self.http,
