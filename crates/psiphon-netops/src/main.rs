@@ -1,33 +1,15 @@
-//! `psinet`: the operators' tool.
+//! `psinet`: the operators' tool. Parses the command line and hands over to the library.
 
-use std::path::PathBuf;
+use std::io::Write as _;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: psinet quickstart [--dir DIR]
-
-  quickstart   run a throwaway Psiphon network on loopback (two servers and a client) and
-               print the proxy addresses; Ctrl-C stops it. Files go to DIR (kept) or to a
-               temporary directory (removed on exit).";
+use clap::Parser as _;
+use psiphon_netops::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("quickstart") => {
-            let mut dir = None;
-            let mut it = args.iter().skip(1);
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--dir" | "-dir" => match it.next() {
-                        Some(d) => dir = Some(PathBuf::from(d)),
-                        None => return usage_error("--dir needs a directory"),
-                    },
-                    "-h" | "--help" => {
-                        println!("{USAGE}");
-                        return ExitCode::SUCCESS;
-                    }
-                    other => return usage_error(&format!("unknown argument {other:?}")),
-                }
-            }
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Quickstart { dir } => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -46,19 +28,38 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some("-h" | "--help" | "help") | None => {
-            println!("{USAGE}");
-            if args.is_empty() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
+        command => {
+            if let Command::Init {
+                remote_list_key_bits,
+            } = &command
+            {
+                eprintln!(
+                    "psinet: generating the network keys (an RSA-{remote_list_key_bits} key can \
+                     take a minute)..."
+                );
             }
+            run(&cli.db, command)
         }
-        Some(other) => usage_error(&format!("unknown command {other:?}")),
     }
 }
 
-fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("psinet: {msg}\n\n{USAGE}");
-    ExitCode::from(2)
+fn run(db: &std::path::Path, command: Command) -> ExitCode {
+    match psiphon_netops::cli::run(db, command) {
+        Ok(text) => {
+            // A closed pipe (`psinet export ... | head`) is not an error worth a panic.
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{}", text.trim_end_matches('\n')) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("psinet: writing to standard output: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("psinet: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,8 +1,11 @@
 //! `psinet quickstart`: a throwaway Psiphon network on loopback, in one process.
 //!
-//! Two psiphond servers (each with SSH and OSSH listeners) are generated as `psiphond generate`
-//! would, with a sponsor whose home page is a small local web server; the client gets both
-//! server entries and serves SOCKS and HTTP proxies on 127.0.0.1. Because the network lives on
+//! The network is made the way an operator makes one with psinet: a database (`psinet.db` in
+//! the directory) with fresh keys, a default sponsor whose home page is a small local web
+//! server, a propagation channel, and two psiphond servers (SSH and OSSH listeners, on
+//! 127.0.0.1 and 127.0.0.2) made by `server new`'s code with signed entries. The client is
+//! given the channel's embedded list and the network's public keys, and serves SOCKS and HTTP
+//! proxies on 127.0.0.1. The signed remote server list is published to `remote/`. Because the network lives on
 //! loopback, the servers allow forwards to loopback addresses (`AllowBogons`), so the home page
 //! is reachable through the tunnel even on a machine without Internet.
 
@@ -13,12 +16,19 @@ use std::time::Duration;
 use psiphon_client::app::{self, Client};
 use psiphon_client::notice::Notices;
 use psiphon_protocol::ServerEntry;
-use psiphon_server::{GenerateOptions, Server};
+use psiphon_server::Server;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
+use crate::db::Db;
 use crate::origin::Origin;
+use crate::servers::{NewServer, Placement};
+use crate::sponsors::NewSponsor;
+
+/// The remote server list key of the throwaway network: 2048 bits, so that it starts in a
+/// moment (`psinet init` makes psi_ops' 4096 bits).
+const QUICKSTART_KEY_BITS: usize = 2048;
 
 /// Why the quickstart network could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +51,15 @@ pub enum Error {
         /// The psiphond error.
         #[source]
         source: psiphon_server::Error,
+    },
+    /// The network database refused something.
+    #[error("psinet database (server {index}): {source}")]
+    Network {
+        /// Which server was being made (0 before the first).
+        index: usize,
+        /// The database error.
+        #[source]
+        source: crate::Error,
     },
     /// The client could not start.
     #[error("client: {0}")]
@@ -75,112 +94,70 @@ pub struct Network {
     _temp: Option<tempfile::TempDir>,
 }
 
-/// Upper-case hex of `bytes` random bytes (sponsor and propagation channel ids).
-fn random_hex_upper(bytes: usize) -> Result<String, Error> {
-    let mut b = vec![0u8; bytes];
-    aws_lc_rs::rand::fill(&mut b)
-        .map_err(|_| Error::Client("system random source failed".to_owned()))?;
-    Ok(b.iter().map(|x| format!("{x:02X}")).collect())
+/// The servers' addresses: one per server, as a real network has (clients key their server
+/// entries by IP address). Both are on loopback.
+const SERVER_IPS: [&str; 2] = ["127.0.0.1", "127.0.0.2"];
+
+/// A port on `ip` that was free a moment ago: bound with port 0, then released. psinet must
+/// know a server's ports before it signs the server's entry.
+fn free_port(ip: &str) -> Result<u16, Error> {
+    let l =
+        std::net::TcpListener::bind((ip, 0)).map_err(io(format!("finding a free port on {ip}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(io(format!("finding a free port on {ip}")))
 }
 
-async fn start_server(
-    index: usize,
-    dir: &Path,
-    sponsor_id: &str,
-    home_page: &str,
-) -> Result<(Server, ServerEntry), Error> {
+/// Makes server `index` with psinet's `server new` code; returns its config file.
+fn make_server(db: &mut Db, index: usize, dir: &Path, channel: &str) -> Result<PathBuf, Error> {
     let sdir = dir.join(format!("server-{index}"));
-    std::fs::create_dir_all(&sdir).map_err(io(format!("creating {}", sdir.display())))?;
-    // One loopback address per server: clients (tunnel-core's and ours) key their datastore
-    // by server IP address, so two servers on one address would be one server to them.
-    let opts = GenerateOptions {
-        ip_address: format!("127.0.0.{}", index + 1),
+    let ip = SERVER_IPS.get(index).copied().unwrap_or("127.0.0.1");
+    let new = NewServer {
+        ip: ip
+            .parse()
+            .map_err(|_| Error::Client(format!("bad server address {ip}")))?,
         protocols: vec![
-            // Placeholders: the servers listen on OS-picked ports, written back below.
-            ("SSH".to_owned(), 2222),
-            ("OSSH".to_owned(), 9999),
+            ("SSH".to_owned(), free_port(ip)?),
+            ("OSSH".to_owned(), free_port(ip)?),
         ],
-        log_filename: Some(sdir.join("psiphond.log").display().to_string()),
-        config_path: sdir.join("psiphond.config"),
-        traffic_rules_path: sdir.join("psiphond-traffic-rules.config"),
-        psinet_path: sdir.join("psinet.json"),
-        server_entry_path: sdir.join("server-entry.dat"),
+        out_dir: sdir.clone(),
+        server_dir: None,
+        log_file: Some(sdir.join("psiphond.log")),
+        force: true,
     };
-    let generated =
-        psiphon_server::generate_files(&opts).map_err(|source| Error::Server { index, source })?;
-    // A sponsor with a home page, and loopback forwards allowed: this network lives on 127.0.0.1.
-    let psinet = json!({
-        "sponsors": {
-            sponsor_id: {
-                "id": sponsor_id,
-                "home_pages": {"None": [{"region": "None", "url": home_page}]},
-            }
-        },
-        "default_sponsor_id": sponsor_id,
-        "client_versions": {},
-        "valid_server_entry_tags": {},
-        "discovery_servers": [],
-    });
-    write_json(&opts.psinet_path, &psinet)?;
-    // Listen on ports the OS picks (no race with other programs for a port chosen earlier),
-    // then write the real ports into the config (so a restart reuses them) and the entry.
-    let mut config = generated.config.clone();
-    if let Value::Object(m) = &mut config {
-        m.insert("AllowBogons".to_owned(), Value::Bool(true));
-        m.insert(
-            "PsinetDatabaseFilename".to_owned(),
-            Value::String(opts.psinet_path.display().to_string()),
-        );
-        m.insert(
-            "TunnelProtocolPorts".to_owned(),
-            json!({"SSH": 0, "OSSH": 0}),
-        );
-    }
-    write_json(&opts.config_path, &config)?;
-    let parsed = psiphon_server::Config::read(&opts.config_path)
-        .map_err(|source| Error::Server { index, source })?;
-    let server = Server::start(parsed)
+    let placement = Placement {
+        id: Some(format!("quickstart-{index}")),
+        channel: channel.to_owned(),
+        embedded: true,
+        ..Placement::default()
+    };
+    let (_record, files) = db
+        .new_server(&new, &placement)
+        .map_err(|source| Error::Network { index, source })?;
+    // This network lives on loopback: let the servers forward to loopback addresses, so the
+    // home page (served on 127.0.0.1) is reachable through a tunnel.
+    let text = std::fs::read_to_string(&files.config)
+        .map_err(io(format!("reading {}", files.config.display())))?;
+    let mut config: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Client(format!("{}: {e}", files.config.display())))?;
+    config["AllowBogons"] = Value::Bool(true);
+    write_json(&files.config, &config)?;
+    Ok(files.config)
+}
+
+async fn start_from_config(index: usize, config: &Path) -> Result<Server, Error> {
+    let parsed =
+        psiphon_server::Config::read(config).map_err(|source| Error::Server { index, source })?;
+    Server::start(parsed)
         .await
-        .map_err(|source| Error::Server { index, source })?;
-    let port = |p: &str| {
-        server
-            .local_addr(p)
-            .map(|a| a.port())
-            .ok_or_else(|| Error::Client(format!("server {index} has no {p} listener")))
-    };
-    let (ssh, ossh) = (port("SSH")?, port("OSSH")?);
-    if let Value::Object(m) = &mut config {
-        m.insert(
-            "TunnelProtocolPorts".to_owned(),
-            json!({"SSH": ssh, "OSSH": ossh}),
-        );
-    }
-    write_json(&opts.config_path, &config)?;
-    let entry = ServerEntry::decode(generated.encoded_server_entry.trim())
-        .map_err(|e| Error::Client(format!("server {index}'s entry does not decode: {e}")))?;
-    let mut fields = entry.fields().clone();
-    fields.insert("sshPort".to_owned(), json!(ssh));
-    fields.insert("sshObfuscatedPort".to_owned(), json!(ossh));
-    let entry = ServerEntry::from_fields(fields).map_err(|e| Error::Client(e.to_string()))?;
-    std::fs::write(&opts.server_entry_path, entry.encode())
-        .map_err(io("writing server-entry.dat"))?;
-    Ok((server, entry))
+        .map_err(|source| Error::Server { index, source })
 }
 
-/// Makes a secret file readable by its owner only.
-fn restrict(path: &Path) -> Result<(), Error> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(io(format!("restricting {}", path.display())))?;
-    }
-    Ok(())
-}
-
+/// Writes pretty JSON readable by its owner only (0600), as psinet writes every file.
 fn write_json(path: &Path, v: &Value) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Client(e.to_string()))?;
-    std::fs::write(path, text).map_err(io(format!("writing {}", path.display())))
+    crate::servers::pretty(v)
+        .and_then(|text| crate::db::write_private(path, &text, true))
+        .map_err(|source| Error::Network { index: 0, source })
 }
 
 /// Starts the network and waits (up to 30 s) for the client's first tunnel.
@@ -209,33 +186,57 @@ pub async fn start_with(dir: Option<PathBuf>, protocols: &[&str]) -> Result<Netw
         .await
         .map_err(io("starting the home page server"))?;
     let home_page = origin.url();
-    let sponsor_id = random_hex_upper(8)?;
-    let propagation_channel_id = random_hex_upper(8)?;
 
-    let mut servers = Vec::new();
-    let mut entries = Vec::new();
+    // The network database, as `psinet init` / `sponsor add` / `channel add` make it.
+    let db_path = dir.join("psinet.db");
+    if db_path.exists() {
+        std::fs::remove_file(&db_path)
+            .map_err(io(format!("removing the old {}", db_path.display())))?;
+    }
+    let net = |source| Error::Network { index: 0, source };
+    let mut db = Db::init(&db_path, QUICKSTART_KEY_BITS).map_err(net)?;
+    let sponsor = db
+        .add_sponsor(&NewSponsor {
+            name: "quickstart".to_owned(),
+            default: true,
+            ..NewSponsor::default()
+        })
+        .map_err(net)?;
+    db.set_home_pages(&sponsor.id, "None", false, std::slice::from_ref(&home_page))
+        .map_err(net)?;
+    let channel = db.add_channel("quickstart", None, &[]).map_err(net)?;
+
     let mut server_configs = Vec::new();
-    for i in 0..2 {
-        let (s, e) = start_server(i, &dir, &sponsor_id, &home_page).await?;
-        servers.push(s);
-        entries.push(e);
-        server_configs.push(dir.join(format!("server-{i}")).join("psiphond.config"));
+    for i in 0..SERVER_IPS.len() {
+        server_configs.push(make_server(&mut db, i, &dir, &channel.id)?);
     }
-    // The network's server-entry signing key: every entry is signed, and the client is given
-    // the public key, so it drops any entry that does not verify.
-    let signing = psiphon_protocol::ServerEntrySigningKey::generate()
-        .map_err(|e| Error::Client(format!("signing key: {e}")))?;
-    write_json(
-        &dir.join("server-entry-signing-key.json"),
-        &json!({"public_key": signing.public_key_base64(), "private_key": signing.private_key_base64()}),
-    )?;
-    restrict(&dir.join("server-entry-signing-key.json"))?;
-    for e in &mut entries {
-        e.sign(&signing);
+    // Each server's psinet was exported when it was made; export again now that every
+    // server's tag exists, then start them.
+    let mut servers = Vec::new();
+    for (index, config) in server_configs.iter().enumerate() {
+        let id = format!("quickstart-{index}");
+        let psinet = db.export_psinet(&id, crate::db::unix_now()).map_err(net)?;
+        if let Some(sdir) = config.parent() {
+            let path = sdir.join("psinet.json");
+            write_json(&path, &psinet)?;
+        }
+        servers.push(start_from_config(index, config).await?);
     }
-    let entry_list: String = entries.iter().map(|e| e.encode() + "\n").collect();
-    std::fs::write(dir.join("server-list.dat"), entry_list)
+    // What client builds and downloads would carry: the embedded list and the signed remote
+    // server list, both from the database.
+    let embedded = db.embedded_list(&channel.id).map_err(net)?;
+    std::fs::write(dir.join("server-list.dat"), &embedded)
         .map_err(io("writing server-list.dat"))?;
+    db.publish_remote_list(&channel.id, &dir.join("remote"))
+        .map_err(net)?;
+    let entries = embedded
+        .lines()
+        .map(ServerEntry::decode)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Client(format!("embedded list: {e}")))?;
+    let keys = db.public_keys().map_err(net)?;
+    let sponsor_id = sponsor.id;
+    let propagation_channel_id = channel.id;
 
     let client_json = json!({
         "PropagationChannelId": propagation_channel_id,
@@ -245,7 +246,8 @@ pub async fn start_with(dir: Option<PathBuf>, protocols: &[&str]) -> Result<Netw
         "LocalHttpProxyPort": 0,
         "EmitDiagnosticNotices": true,
         "LimitTunnelProtocols": protocols,
-        "ServerEntrySignaturePublicKey": signing.public_key_base64(),
+        "ServerEntrySignaturePublicKey": keys.server_entry_signature_public_key,
+        "RemoteServerListSignaturePublicKey": keys.remote_server_list_signature_public_key,
     });
     write_json(&dir.join("client.json"), &client_json)?;
     let (config, _unknown) =
@@ -325,7 +327,7 @@ impl Network {
              With Internet access, any site works too, e.g.\n\
              \x20 curl --socks5-hostname {socks} https://example.org/\n\
              \n\
-             Files (configs, server entries, logs, client notices): {dir}\n\
+             Files (psinet.db, server configs and entries, logs, client notices): {dir}\n\
              Press Ctrl-C to stop.",
             socks = self.socks,
             http = self.http,

@@ -379,6 +379,50 @@ fn a_large_list_streams_line_by_line() {
     assert_eq!(count, 5000);
 }
 
+/// A reader that hands out one byte per call, so every token and escape of the package
+/// straddles buffer refills.
+struct Trickle<'a>(&'a [u8]);
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match (self.0.split_first(), buf.first_mut()) {
+            (Some((b, rest)), Some(slot)) => {
+                *slot = *b;
+                self.0 = rest;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+#[test]
+fn byte_at_a_time_input_and_one_byte_reads() {
+    let v = vectors();
+    let (key, public) = vector_key(&v);
+    let data = "\n\na\nbb\n\nccc\n";
+    let json = key.sign_package_uncompressed(data).unwrap();
+    let compressed = key.sign_package(data).unwrap();
+    verify_stream(Trickle(&json), &public).unwrap();
+    verify_stream(ZlibReader::new(Trickle(&compressed)), &public).unwrap();
+    let mut reader = DataReader::new(ZlibReader::new(Trickle(&compressed))).unwrap();
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match reader.read(&mut byte).unwrap() {
+            0 => break,
+            n => out.extend_from_slice(&byte[..n]),
+        }
+    }
+    assert_eq!(out, data.as_bytes());
+    // Tampering is still caught byte by byte.
+    let tampered = String::from_utf8(json).unwrap().replace("ccc", "cdc");
+    assert!(matches!(
+        verify_stream(Trickle(tampered.as_bytes()), &public),
+        Err(Error::PackageSignature)
+    ));
+}
+
 /// What Go's encoder escapes with anything other than `\n`.
 fn go_escapes_otherwise(data: &str) -> bool {
     data.chars().any(|c| {

@@ -1,0 +1,321 @@
+//! The `psinet` command line (clap): the commands and their flags here, their execution in
+//! [`run`], which returns what to print; `main.rs` only parses, prints and sets the exit code.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+mod run;
+
+pub use run::run;
+
+/// psinet: the Psiphon network operators' tool.
+#[derive(Debug, Parser)]
+#[command(name = "psinet", version, about, long_about = None)]
+pub struct Cli {
+    /// The network database.
+    #[arg(
+        long,
+        global = true,
+        env = "PSINET_DB",
+        default_value = "psinet.db",
+        value_name = "FILE"
+    )]
+    pub db: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a throwaway Psiphon network on loopback (two servers and a client) and print the
+    /// proxy addresses; Ctrl-C stops it.
+    Quickstart {
+        /// Keep the files (database, configs, logs) in DIR instead of a temporary directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Create a new network database with fresh signing keys (file mode 0600).
+    Init {
+        /// Size of the remote server list RSA key (public exponent 3, as psi_ops).
+        #[arg(long, default_value_t = psiphon_protocol::auth_package::DEFAULT_KEY_BITS, value_name = "BITS")]
+        remote_list_key_bits: usize,
+    },
+    /// Print the network's public keys, as client configs take them.
+    Keys(JsonFlag),
+    /// Sponsors: home pages, statistics regexes, branding.
+    #[command(subcommand)]
+    Sponsor(SponsorCommand),
+    /// Propagation channels.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+    /// Client versions offered as upgrades.
+    #[command(subcommand, name = "client-version")]
+    ClientVersion(ClientVersionCommand),
+    /// Servers.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Files for servers.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Print (or write) a channel's embedded server list for client builds: signed entries,
+    /// one per line.
+    EmbeddedList {
+        /// Propagation channel id or name.
+        #[arg(long)]
+        channel: String,
+        /// Write to FILE (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Publish signed files for clients.
+    #[command(subcommand)]
+    Publish(PublishCommand),
+}
+
+/// `--json`.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `psinet sponsor ...`.
+#[derive(Debug, Subcommand)]
+pub enum SponsorCommand {
+    /// Add a sponsor.
+    Add {
+        /// Its name (unique).
+        #[arg(long)]
+        name: String,
+        /// Its id, 16 hex digits (random if not given).
+        #[arg(long)]
+        id: Option<String>,
+        /// Make it the sponsor of clients whose sponsor id is unknown.
+        #[arg(long)]
+        default: bool,
+        /// Text shown in its client builds.
+        #[arg(long, default_value = "")]
+        branding_text: String,
+        /// A PNG banner for its client builds.
+        #[arg(long)]
+        banner: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List sponsors.
+    List(JsonFlag),
+    /// Show one sponsor (by id or name).
+    Show {
+        /// Id or name.
+        sponsor: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the home pages for a client region (replacing those it had; no URL removes them).
+    SetHomepage {
+        /// Sponsor id or name.
+        sponsor: String,
+        /// Two-letter region code, or None for clients of any region.
+        #[arg(long)]
+        region: String,
+        /// For Android and iOS clients.
+        #[arg(long)]
+        mobile: bool,
+        /// The URLs, in order.
+        urls: Vec<String>,
+    },
+    /// Set the statistics regexes (replacing all; give none to clear): --regex R --replace S,
+    /// repeated in pairs.
+    SetRegex {
+        /// Sponsor id or name.
+        sponsor: String,
+        /// A regex (Go syntax).
+        #[arg(long)]
+        regex: Vec<String>,
+        /// Its replacement.
+        #[arg(long)]
+        replace: Vec<String>,
+    },
+}
+
+/// `psinet channel ...`.
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Add a propagation channel.
+    Add {
+        /// Its name (unique).
+        #[arg(long)]
+        name: String,
+        /// Its id, 16 hex digits (random if not given).
+        #[arg(long)]
+        id: Option<String>,
+        /// A propagation mechanism (repeatable), e.g. email-autoresponder.
+        #[arg(long = "mechanism")]
+        mechanisms: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List propagation channels.
+    List(JsonFlag),
+}
+
+/// `psinet client-version ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClientVersionCommand {
+    /// Offer a client version for a platform.
+    Add {
+        /// Windows, Android, iOS or Other.
+        #[arg(long)]
+        platform: String,
+        /// The version number.
+        #[arg(long)]
+        version: u32,
+    },
+    /// List client versions.
+    List(JsonFlag),
+}
+
+/// Where a server's host is and what it is for.
+#[derive(Debug, Args)]
+pub struct PlacementArgs {
+    /// Propagation channel id or name.
+    #[arg(long)]
+    pub channel: String,
+    /// Server id (random if not given).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The host's two-letter region, written into the server entry.
+    #[arg(long, default_value = "")]
+    pub region: String,
+    /// The host's provider.
+    #[arg(long, default_value = "")]
+    pub provider: String,
+    /// The host's datacenter.
+    #[arg(long, default_value = "")]
+    pub datacenter: String,
+    /// Put it in its channel's embedded and remote server lists.
+    #[arg(long)]
+    pub embedded: bool,
+    /// Put it in every channel's lists.
+    #[arg(long)]
+    pub permanent: bool,
+    /// First day of discovery (YYYY-MM-DD, UTC); default tomorrow.
+    #[arg(long, conflicts_with = "no_discovery", value_name = "DATE")]
+    pub discovery_start: Option<String>,
+    /// Length of the discovery range in days.
+    #[arg(
+        long,
+        default_value_t = 7,
+        conflicts_with = "no_discovery",
+        value_name = "DAYS"
+    )]
+    pub discovery_days: u32,
+    /// Not a discovery server.
+    #[arg(long)]
+    pub no_discovery: bool,
+}
+
+/// `psinet server ...`.
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Make a new server: write its psiphond files, sign its entry, record it.
+    New {
+        /// The server's public IP address (written into its entry; psiphond listens on it).
+        #[arg(long)]
+        ip: IpAddr,
+        /// PROTOCOL:PORT, repeatable (OSSH, SSH).
+        #[arg(long = "protocol", required = true, value_name = "PROTOCOL:PORT")]
+        protocols: Vec<String>,
+        /// Directory for its psiphond files (default ./servers/ID).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Where the files will be on the server (written into psiphond.config); default the
+        /// --out directory.
+        #[arg(long, value_name = "DIR")]
+        server_dir: Option<PathBuf>,
+        /// psiphond's log file on the server (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
+        /// Overwrite files in the --out directory.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        placement: PlacementArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record an existing server from its psiphond server-entry.dat (re-signed with the
+    /// network key).
+    Import {
+        /// The server-entry.dat file.
+        file: PathBuf,
+        #[command(flatten)]
+        placement: PlacementArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List servers.
+    List {
+        /// Include retired servers.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a server's psiphond files again from the database (its stored config, default
+    /// traffic rules, a fresh psinet export, its signed entry).
+    Files {
+        /// Server id.
+        server: String,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Retire a server: it leaves every list, export and set of valid tags.
+    Retire {
+        /// Server id.
+        server: String,
+    },
+}
+
+/// `psinet export ...`.
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// The psinet JSON a server's psiphond reads (PsinetDatabaseFilename).
+    Psinet {
+        /// Server id.
+        #[arg(long)]
+        server: String,
+        /// Write to FILE (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `psinet publish ...`.
+#[derive(Debug, Subcommand)]
+pub enum PublishCommand {
+    /// Write a channel's signed remote server list to DIR/server_list_compressed.
+    RemoteList {
+        /// Propagation channel id or name.
+        #[arg(long)]
+        channel: String,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
