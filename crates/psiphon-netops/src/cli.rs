@@ -74,6 +74,40 @@ pub enum Command {
     /// Publish signed files for clients.
     #[command(subcommand)]
     Publish(PublishCommand),
+    /// Model the network without touching it (no database needed).
+    #[command(subcommand)]
+    Simulate(SimulateCommand),
+}
+
+/// `psinet simulate ...`.
+#[derive(Debug, Subcommand)]
+pub enum SimulateCommand {
+    /// How much of the network an adversary learns through discovery, per strategy: N
+    /// servers, M ordinary clients and K adversary addresses each doing one handshake an hour
+    /// for D days.
+    Discovery {
+        /// N: discoverable servers.
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        servers: usize,
+        /// M: ordinary client addresses.
+        #[arg(long, default_value_t = 1000, value_name = "M")]
+        clients: usize,
+        /// K: the adversary's addresses (repeat the flag for several rows).
+        #[arg(long = "adversary-ips", value_name = "K", default_values_t = [1usize, 16, 256, 4096])]
+        adversary_ips: Vec<usize>,
+        /// The adversary's addresses all sit in one /24.
+        #[arg(long = "same-24")]
+        same_24: bool,
+        /// D: days.
+        #[arg(long, default_value_t = 7, value_name = "D")]
+        days: u32,
+        /// PRNG seed (the run is deterministic).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `--json`.

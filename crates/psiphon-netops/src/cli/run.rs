@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{
     ChannelCommand, ClientVersionCommand, Command, ExportCommand, JsonFlag, PlacementArgs,
-    PublishCommand, ServerCommand, SponsorCommand,
+    PublishCommand, ServerCommand, SimulateCommand, SponsorCommand,
 };
 use crate::db::{Db, unix_now, write_private};
 use crate::error::{Error, Result, io};
@@ -139,7 +139,75 @@ fn write_or_return(out: Option<&Path>, text: String, what: &str) -> Result<Strin
 ///
 /// # Errors
 /// The command's [`Error`].
+/// `psinet simulate discovery`: one row per K and strategy.
+fn simulate_discovery(command: SimulateCommand) -> Result<String> {
+    use psiphon_server::discovery::simulate::{SimulationParams, simulate};
+    let SimulateCommand::Discovery {
+        servers,
+        clients,
+        adversary_ips,
+        same_24,
+        days,
+        seed,
+        json,
+    } = command;
+    if servers == 0 || days == 0 {
+        return Err(Error::InvalidArgument {
+            arg: "--servers/--days",
+            value: format!("{servers}/{days}"),
+            reason: "both must be at least 1".to_owned(),
+        });
+    }
+    let reports: Vec<_> = adversary_ips
+        .iter()
+        .map(|&k| {
+            simulate(&SimulationParams {
+                servers,
+                clients,
+                adversary_ips: k,
+                same_24,
+                days,
+                seed,
+            })
+        })
+        .collect();
+    if json {
+        return json_text(&reports);
+    }
+    let mut t = Table::new(&[
+        "K (adversary IPs)",
+        "STRATEGY",
+        "SERVERS LEARNED",
+        "% OF NETWORK",
+        "CLIENT MEAN",
+        "CLIENT MAX",
+    ]);
+    for r in &reports {
+        for s in &r.strategies {
+            t.row(vec![
+                format!(
+                    "{}{}",
+                    r.params.adversary_ips,
+                    if same_24 { " (one /24)" } else { "" }
+                ),
+                s.strategy.name().to_owned(),
+                s.adversary_servers_learned.to_string(),
+                format!("{:.1}", s.adversary_servers_learned_percent),
+                format!("{:.1}", s.client_mean_servers_learned),
+                s.client_max_servers_learned.to_string(),
+            ]);
+        }
+    }
+    Ok(format!(
+        "N={servers} servers, M={clients} clients, D={days} days, one handshake per address per hour\n{}",
+        t.render()
+    ))
+}
+
 pub fn run(db_path: &Path, command: Command) -> Result<String> {
+    if let Command::Simulate(sim) = command {
+        return simulate_discovery(sim);
+    }
     let now = unix_now();
     if let Command::Init {
         remote_list_key_bits,
@@ -159,11 +227,13 @@ pub fn run(db_path: &Path, command: Command) -> Result<String> {
     }
     let mut db = Db::open(db_path)?;
     match command {
-        Command::Init { .. } | Command::Quickstart { .. } => Err(Error::InvalidArgument {
-            arg: "COMMAND",
-            value: String::new(),
-            reason: "not a database command".to_owned(),
-        }),
+        Command::Init { .. } | Command::Quickstart { .. } | Command::Simulate(_) => {
+            Err(Error::InvalidArgument {
+                arg: "COMMAND",
+                value: String::new(),
+                reason: "not a database command".to_owned(),
+            })
+        }
         Command::Keys(JsonFlag { json }) => {
             let keys = db.public_keys()?;
             if json {
