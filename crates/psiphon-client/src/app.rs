@@ -113,6 +113,18 @@ impl Observer for NoticeObserver {
             .establish_tunnel_timeout(&format!("{}s", timeout.as_secs()));
     }
 
+    fn attempting(&self, entry: &ServerEntry, protocol: TunnelProtocol) {
+        self.notices.emit_with(
+            "ConnectingServer",
+            NoticeFlags::DIAGNOSTIC,
+            obj([
+                ("diagnosticID", entry.diagnostic_id().into()),
+                ("region", entry.region().unwrap_or("").into()),
+                ("protocol", protocol.name().into()),
+            ]),
+        );
+    }
+
     fn candidate_failed(
         &self,
         entry: &ServerEntry,

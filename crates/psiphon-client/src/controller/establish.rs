@@ -231,6 +231,7 @@ pub async fn race(
                 }
                 report.attempted += 1;
                 connecting += 1;
+                observer.attempting(&c.entry, c.protocol);
                 if c.affinity {
                     affinity_in_flight += 1;
                 }

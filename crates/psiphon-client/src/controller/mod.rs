@@ -38,6 +38,8 @@ pub trait Observer: Send + Sync + 'static {
     /// No tunnel came within the establish timeout; the controller stops
     /// (`EstablishTunnelTimeout`).
     fn establish_timeout(&self, _timeout: Duration) {}
+    /// A candidate's dial started (`ConnectingServer`, diagnostic).
+    fn attempting(&self, _entry: &ServerEntry, _protocol: TunnelProtocol) {}
     /// A candidate failed (diagnostic).
     fn candidate_failed(
         &self,
