@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Instrument as _;
 use zeroize::Zeroizing;
 
 pub use self::url::{Credentials, ProxyScheme, UpstreamProxyUrl};
@@ -235,6 +236,21 @@ impl NetDialer for UpstreamProxy {
         host: &'a str,
         port: u16,
     ) -> Pin<Box<dyn Future<Output = Result<BoxIo, DialError>> + Send + 'a>> {
-        Box::pin(self.dial(host, port))
+        // one span per attempt; it names the proxy, never the credentials or the destination
+        let span = tracing::debug_span!("upstream_proxy_dial", proxy = %self.name);
+        Box::pin(
+            async move {
+                let result = self.dial(host, port).await;
+                if let Err(e) = &result {
+                    tracing::debug!(
+                        kind = %e.kind(),
+                        upstream_proxy_error = e.is_upstream_proxy_error(),
+                        "upstream proxy dial failed"
+                    );
+                }
+                result
+            }
+            .instrument(span),
+        )
     }
 }
