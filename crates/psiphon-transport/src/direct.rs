@@ -25,6 +25,7 @@ impl Direct {
     }
 
     async fn dial(&self, host: &str, port: u16) -> Result<BoxIo, DialError> {
+        let host = crate::unbracket(host);
         let target = crate::target_string(host, port);
         let stream = tokio::time::timeout(self.connect_timeout, connect(host, port, &target))
             .await
@@ -119,7 +120,10 @@ mod tests {
     async fn ipv6_literal_targets_are_bracketed_in_messages() {
         let d = Direct::new(Duration::from_secs(5));
         // port 1 on ::1 is closed, or IPv6 is unavailable: either way it fails, naming [::1]:1
-        let err = d.connect("::1", 1).await.err().unwrap();
-        assert!(err.to_string().contains("[::1]:1"), "{err}");
+        for host in ["::1", "[::1]"] {
+            let err = d.connect(host, 1).await.err().unwrap();
+            assert!(matches!(err, DialError::Connect { .. }), "{err:?}");
+            assert!(err.to_string().contains("[::1]:1"), "{err}");
+        }
     }
 }

@@ -81,6 +81,7 @@ impl UpstreamProxy {
     }
 
     async fn dial(&self, host: &str, port: u16) -> Result<BoxIo, DialError> {
+        let host = crate::unbracket(host);
         let creds = self.url.credentials();
         let core: Result<Box<dyn Handshake>, HandshakeError> = match self.url.scheme() {
             ProxyScheme::Http => {

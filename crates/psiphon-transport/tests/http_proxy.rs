@@ -18,12 +18,18 @@ async fn tinyproxy(basic_auth: bool) -> Option<Running> {
     };
     // No ConnectPort line: CONNECT is allowed to every port.
     Some(
-        Running::start(&bin, "tinyproxy.conf", &["-d", "-c"], |port| {
-            format!(
-                "Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 10\n\
+        Running::start(
+            &bin,
+            "tinyproxy.conf",
+            &["-d", "-c"],
+            "Accepting connections",
+            |port| {
+                format!(
+                    "Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 10\n\
                  MaxClients 20\nLogLevel Info\n{auth}"
-            )
-        })
+                )
+            },
+        )
         .await,
     )
 }
@@ -106,7 +112,8 @@ async fn tinyproxy_closed_target_is_not_an_upstream_proxy_error() {
         return;
     };
     let d = through(&format!("http://user:pass@127.0.0.1:{}", proxy.port));
-    let target = closed_port();
+    let closed = closed_port();
+    let target = closed.port;
     let e = dial_err(&d, "127.0.0.1", target).await;
     assert!(matches!(e, DialError::TargetFailed { .. }), "{e:?}");
     assert!(!e.is_upstream_proxy_error());
@@ -120,7 +127,8 @@ async fn tinyproxy_closed_target_is_not_an_upstream_proxy_error() {
 
 #[tokio::test]
 async fn closed_http_proxy_port_is_an_upstream_proxy_error() {
-    let d = through(&format!("http://user:pass@127.0.0.1:{}", closed_port()));
+    let closed = closed_port();
+    let d = through(&format!("http://user:pass@127.0.0.1:{}", closed.port));
     let e = dial_err(&d, "127.0.0.1", 22).await;
     assert!(matches!(e, DialError::ProxyUnreachable { .. }), "{e:?}");
     assert!(e.is_upstream_proxy_error());

@@ -16,7 +16,7 @@ use psiphon_transport::{DialError, ErrorKind, NetDialer};
 async fn danted(method: &str) -> Option<Running> {
     let bin = program("danted")?;
     Some(
-        Running::start(&bin, "danted.conf", &["-N", "1", "-f"], |port| {
+        Running::start(&bin, "danted.conf", &["-N", "1", "-f"], "running", |port| {
             format!(
                 "logoutput: stderr\n\
                  internal: 127.0.0.1 port = {port}\n\
@@ -103,7 +103,8 @@ async fn dante_closed_target_is_not_an_upstream_proxy_error() {
     let Some(proxy) = danted("none").await else {
         return;
     };
-    let target = closed_port();
+    let closed = closed_port();
+    let target = closed.port;
     for scheme in ["socks5", "socks4a"] {
         let d = through(&format!("{scheme}://127.0.0.1:{}", proxy.port));
         let e = dial_err(&d, "127.0.0.1", target).await;
@@ -120,7 +121,8 @@ async fn dante_closed_target_is_not_an_upstream_proxy_error() {
 #[tokio::test]
 async fn closed_socks_proxy_ports_are_upstream_proxy_errors() {
     for scheme in ["socks5", "socks4a"] {
-        let d = through(&format!("{scheme}://u:p@127.0.0.1:{}", closed_port()));
+        let closed = closed_port();
+        let d = through(&format!("{scheme}://u:p@127.0.0.1:{}", closed.port));
         let e = dial_err(&d, "127.0.0.1", 22).await;
         assert!(
             matches!(e, DialError::ProxyUnreachable { .. }),
@@ -144,7 +146,8 @@ async fn socks5_user_pass_login_against_the_test_server() {
     assert!(e.is_upstream_proxy_error());
 
     let d = through(&format!("socks5://alice:p%3Ass%20w%40rd@127.0.0.1:{port}"));
-    let e = dial_err(&d, "127.0.0.1", closed_port()).await;
+    let closed = closed_port();
+    let e = dial_err(&d, "127.0.0.1", closed.port).await;
     assert!(matches!(e, DialError::TargetFailed { .. }), "{e:?}");
     assert!(!e.is_upstream_proxy_error());
 }

@@ -44,9 +44,20 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// A port nothing listens on: bound and released.
-pub fn closed_port() -> u16 {
-    free_port()
+/// A port nothing listens on, kept bound (without listening) so no parallel test takes it:
+/// a connection to it is refused.
+pub struct ClosedPort {
+    pub port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+pub fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    ClosedPort {
+        port: socket.local_addr().unwrap().port(),
+        _socket: socket,
+    }
 }
 
 /// An echo server on 127.0.0.1; optionally greets each connection with `banner` first, as an
@@ -118,12 +129,14 @@ pub struct Running {
 
 impl Running {
     /// Starts `program` with the config `make_conf(port)` written to `conf_name`, on a free
-    /// port, and waits until it accepts connections. Retries on another port if the program
-    /// exits first (the free port was taken in between).
+    /// port, and waits until it has logged `ready` (which it does only once listening) and
+    /// accepts connections. Retries on another port if the program exits first (the free port
+    /// was taken in between).
     pub async fn start(
         program: &Path,
         conf_name: &str,
         args: &[&str],
+        ready: &str,
         make_conf: impl Fn(u16) -> String,
     ) -> Running {
         let mut last_log = String::new();
@@ -153,9 +166,11 @@ impl Running {
                     );
                     break;
                 }
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
+                let logged = std::fs::read_to_string(&log).unwrap_or_default();
+                if logged.contains(ready)
+                    && tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .is_ok()
                 {
                     return Running {
                         port,
