@@ -12,25 +12,42 @@ mod common;
 use common::{LIMIT, Running, closed_port, dial_and_echo, echo_server, program, through};
 use psiphon_transport::{DialError, ErrorKind, NetDialer};
 
-/// danted with the `none` or `username` SOCKS method, on 127.0.0.1 both sides.
+/// danted with the `none` or `username` SOCKS method, on 127.0.0.1 both sides, its pid file in
+/// the temporary directory (never the system service's).
 async fn danted(method: &str) -> Option<Running> {
     let bin = program("danted")?;
+    // As root Dante wants to know which users to switch to; as anyone else it stays put.
+    let users = if running_as_root() {
+        "user.privileged: root\nuser.unprivileged: nobody\n"
+    } else {
+        ""
+    };
     Some(
-        Running::start(&bin, "danted.conf", &["-N", "1", "-f"], "running", |port| {
-            format!(
-                "logoutput: stderr\n\
+        Running::start(
+            &bin,
+            "danted.conf",
+            &["-N", "1", "-p", "danted.pid", "-f"],
+            "running",
+            |port| {
+                format!(
+                    "logoutput: stderr\n\
                  internal: 127.0.0.1 port = {port}\n\
                  external: 127.0.0.1\n\
                  clientmethod: none\n\
                  socksmethod: {method}\n\
-                 user.privileged: root\n\
-                 user.unprivileged: nobody\n\
+                 {users}\
                  client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}\n\
                  socks pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 command: connect }}\n"
-            )
-        })
+                )
+            },
+        )
         .await,
     )
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 async fn dial_err(dialer: &dyn NetDialer, host: &str, port: u16) -> DialError {
