@@ -255,3 +255,133 @@ impl NetDialer for UpstreamProxy {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Hands out in-memory streams whose far end writes `script` one byte at a time, then
+    /// answers "ping" with "pong"; counts the dials.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        script: Vec<u8>,
+        dials: AtomicUsize,
+        fail: bool,
+    }
+
+    impl NetDialer for Scripted {
+        fn connect<'a>(
+            &'a self,
+            host: &'a str,
+            port: u16,
+        ) -> Pin<Box<dyn Future<Output = Result<BoxIo, DialError>> + Send + 'a>> {
+            self.dials.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if self.fail {
+                    return Err(DialError::Connect {
+                        target: crate::target_string(host, port),
+                        source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+                    });
+                }
+                let (near, mut far) = tokio::io::duplex(4096);
+                let script = self.script.clone();
+                tokio::spawn(async move {
+                    for b in script {
+                        far.write_all(&[b]).await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                    // the handshake bytes we were sent come first; answer "ping" after them
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 256];
+                    while !seen.ends_with(b"ping") {
+                        match far.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    far.write_all(b"pong").await.unwrap();
+                });
+                Ok(Box::new(near) as BoxIo)
+            })
+        }
+    }
+
+    fn proxy(url: &str, inner: Arc<Scripted>) -> UpstreamProxy {
+        UpstreamProxy::new(UpstreamProxyUrl::parse(url).unwrap(), inner)
+    }
+
+    #[tokio::test]
+    async fn byte_by_byte_replies_and_early_destination_bytes() {
+        // SOCKS5: method, login, reply with a name as bound address, then the banner
+        let mut script = vec![5, 2, 1, 0, 5, 0, 0, 3, 4];
+        script.extend_from_slice(b"name\x00\x16SSH-2.0-x\r\n");
+        let inner = Arc::new(Scripted {
+            script,
+            ..Scripted::default()
+        });
+        let d = proxy("socks5://u:p@10.0.0.1:1080", inner.clone());
+        let mut s = d.connect("example.com", 22).await.unwrap();
+        let mut banner = [0u8; 11];
+        s.read_exact(&mut banner).await.unwrap();
+        assert_eq!(&banner, b"SSH-2.0-x\r\n");
+        // then the far end answers, proving the stream is the tunnel
+        s.write_all(b"ping").await.unwrap();
+        let mut pong = [0u8; 4];
+        s.read_exact(&mut pong).await.unwrap();
+        assert_eq!(&pong, b"pong");
+        assert_eq!(inner.dials.load(Ordering::SeqCst), 1);
+
+        // HTTP: the banner arrives in the same bytes as the head
+        let inner = Arc::new(Scripted {
+            script: b"HTTP/1.1 200 OK\r\n\r\nSSH-2.0-x\r\n".to_vec(),
+            ..Scripted::default()
+        });
+        let mut s = proxy("http://10.0.0.1:3128", inner)
+            .connect("10.0.0.2", 22)
+            .await
+            .unwrap();
+        s.read_exact(&mut banner).await.unwrap();
+        assert_eq!(&banner, b"SSH-2.0-x\r\n");
+    }
+
+    #[tokio::test]
+    async fn an_unexpressible_destination_fails_before_dialing() {
+        let inner = Arc::new(Scripted::default());
+        let e = proxy("socks4a://10.0.0.1:1080", inner.clone())
+            .connect("2001:db8::1", 22)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, DialError::InvalidTarget { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "cannot ask upstream socks4a proxy 10.0.0.1:1080 for [2001:db8::1]:22: \
+             SOCKS4a cannot carry an IPv6 address"
+        );
+        assert_eq!(inner.dials.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_dial_to_the_proxy_keeps_its_cause() {
+        let inner = Arc::new(Scripted {
+            fail: true,
+            ..Scripted::default()
+        });
+        let e = proxy("socks5://alice:secret@[2001:db8::5]", inner)
+            .connect("example.com", 443)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.is_upstream_proxy_error());
+        let msg = e.full_message();
+        assert!(
+            msg.starts_with(
+                "cannot reach upstream socks5 proxy [2001:db8::5]:1080: \
+                 TCP connect to [2001:db8::5]:1080 failed: "
+            ),
+            "{msg}"
+        );
+        assert!(!msg.contains("alice") && !msg.contains("secret"), "{msg}");
+    }
+}
