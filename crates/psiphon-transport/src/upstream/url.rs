@@ -52,10 +52,19 @@ impl ProxyScheme {
             "socks4a" => Ok(ProxyScheme::Socks4a),
             "socks5" => Ok(ProxyScheme::Socks5),
             "socks5h" => Ok(ProxyScheme::Socks5h),
-            _ => Err(bad(format!(
-                "unsupported scheme {:?} (expected http, socks4a, socks5 or socks5h)",
-                s.escape_debug().to_string()
-            ))),
+            // quote the scheme only when it looks like one: a mangled URL could put a
+            // password before "://"
+            _ if s.len() <= 16
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+            {
+                Err(bad(format!(
+                    "unsupported scheme \"{s}\" (expected http, socks4a, socks5 or socks5h)"
+                )))
+            }
+            _ => Err(bad(
+                "unsupported scheme (expected http, socks4a, socks5 or socks5h)",
+            )),
         }
     }
 }
@@ -429,6 +438,9 @@ mod tests {
         assert!(!e.contains("hunter2") && !e.contains("alice"), "{e}");
         let e = err("http://alice:hun%zzter2@h:1");
         assert!(!e.contains("hunter2") && !e.contains("alice"), "{e}");
+        let e = err("alice:hunter2://h:1");
+        assert!(!e.contains("hunter2") && !e.contains("alice"), "{e}");
+        assert!(err("ftp://h:1").contains("\"ftp\""));
     }
 
     proptest! {
