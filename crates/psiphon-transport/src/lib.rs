@@ -11,7 +11,9 @@ use std::pin::Pin;
 pub use direct::Direct;
 pub use error::{ConfigError, DialError, ErrorKind};
 pub use io::{BoxIo, Io};
-pub use upstream::{Credentials, ProxyScheme, UpstreamProxy, UpstreamProxyUrl};
+pub use upstream::{
+    Credentials, ProxyScheme, UpstreamProxy, UpstreamProxyUrl, check_custom_headers,
+};
 
 /// "Give me a TCP-like stream to `host:port`": the seam under every tunnel protocol.
 ///

@@ -62,9 +62,7 @@ impl UpstreamProxy {
         mut self,
         headers: Vec<(String, String)>,
     ) -> Result<UpstreamProxy, ConfigError> {
-        for (name, value) in &headers {
-            http_connect::validate_header(name, value)?;
-        }
+        check_custom_headers(&headers)?;
         self.custom_headers = headers;
         Ok(self)
     }
@@ -215,6 +213,16 @@ impl UpstreamProxy {
             },
         }
     }
+}
+
+/// Checks `CustomHeaders` entries (name, value) once, at configuration time: names must be
+/// HTTP tokens, values free of line breaks and control bytes. Errors name the header, never
+/// its value.
+pub fn check_custom_headers(headers: &[(String, String)]) -> Result<(), ConfigError> {
+    for (name, value) in headers {
+        http_connect::validate_header(name, value)?;
+    }
+    Ok(())
 }
 
 /// How [`UpstreamProxy::exchange`] stopped short.
