@@ -9,6 +9,10 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
+# psiphon-transport's upstream proxy tests run their own instances on free ports with their own
+# configs; a system service the package may start does not matter to them.
+[ -x /usr/bin/tinyproxy ] || need+=(tinyproxy)
+[ -x /usr/sbin/danted ] || need+=(dante-server)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -20,9 +24,11 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# The OpenSSH, curl and nginx tests skip themselves when those programs are absent; here they
-# are installed, so make a missing binary a failure instead of a silent skip.
+# The OpenSSH, curl, nginx and upstream proxy (tinyproxy, danted) tests skip themselves when
+# those programs are absent; here they are installed, so make a missing binary a failure
+# instead of a silent skip.
 export PSIPHON_REQUIRE_OPENSSH=1
 export PSIPHON_REQUIRE_CURL=1
 export PSIPHON_REQUIRE_NGINX=1
+export PSIPHON_REQUIRE_UPSTREAM_PROXIES=1
 cargo test --workspace --all-features --locked "$@"
