@@ -113,6 +113,10 @@ impl Observer for NoticeObserver {
             .establish_tunnel_timeout(&format!("{}s", timeout.as_secs()));
     }
 
+    fn upstream_proxy_error(&self, message: &str) {
+        self.notices.upstream_proxy_error(message);
+    }
+
     fn attempting(&self, entry: &ServerEntry, protocol: TunnelProtocol) {
         self.notices.emit_with(
             "ConnectingServer",
@@ -174,12 +178,30 @@ pub enum StartError {
     /// A local proxy could not listen.
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    /// `UpstreamProxyURL` or `CustomHeaders` is unusable.
+    #[error("upstream proxy: {0}")]
+    UpstreamProxy(#[from] psiphon_transport::ConfigError),
     /// The datastore could not be used.
     #[error(transparent)]
     Datastore(#[from] crate::datastore::DatastoreError),
     /// `ListenInterface` names an interface; only "", "any" and IP addresses are supported.
     #[error("ListenInterface: {0:?} is not supported (use \"any\" or an IP address)")]
     ListenInterface(String),
+}
+
+/// How the client reaches the network: directly, or through `UpstreamProxyURL` (with
+/// `CustomHeaders`) for every connection it makes.
+pub fn network_dialer(
+    config: &Config,
+) -> Result<Arc<dyn psiphon_transport::NetDialer>, StartError> {
+    let direct = Arc::new(psiphon_transport::Direct::new(Duration::from_secs(20)));
+    let Some(url) = config.upstream_proxy_url.as_deref() else {
+        return Ok(direct);
+    };
+    let url = psiphon_transport::UpstreamProxyUrl::parse(url)?;
+    let proxy = psiphon_transport::UpstreamProxy::new(url, direct)
+        .with_custom_headers(config.custom_headers.clone())?;
+    Ok(Arc::new(proxy))
 }
 
 /// The address of `TargetServerEntry`, when set and decodable.
@@ -277,7 +299,9 @@ pub async fn start(
         client_version: config.client_version.clone(),
         client_platform: config.client_platform.clone(),
     };
+    let net = network_dialer(config)?;
     let settings = Settings {
+        net: net.clone(),
         workers: config
             .connection_worker_pool_size
             .and_then(|n| usize::try_from(n).ok())
@@ -332,6 +356,7 @@ pub async fn start(
                 dir.join("remote_server_list"),
             );
             s.entry_signature_key = config.server_entry_signature_public_key.clone();
+            s.net = net.clone();
             if let Some(ms) = config.fetch_remote_server_list_retry_period_ms {
                 s.retry_period = Duration::from_millis(ms);
             }

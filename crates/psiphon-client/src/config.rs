@@ -122,8 +122,11 @@ pub struct Config {
     pub session_id: Option<String>,
     /// `DeviceRegion`.
     pub device_region: String,
-    /// `UpstreamProxyURL`, checked but not used yet.
+    /// `UpstreamProxyURL`: every connection the client makes goes through this proxy.
     pub upstream_proxy_url: Option<String>,
+    /// `CustomHeaders` (or the older `UpstreamProxyCustomHeaders`): sent to an HTTP upstream
+    /// proxy with each CONNECT.
+    pub custom_headers: Vec<(String, String)>,
     /// `RemoteServerListURLs` (or the legacy `RemoteServerListUrl`), URLs decoded.
     pub remote_server_list_urls: Vec<TransferUrl>,
     /// `RemoteServerListSignaturePublicKey`: base64 DER SubjectPublicKeyInfo (RSA).
@@ -156,7 +159,7 @@ pub struct TransferUrl {
 }
 
 /// The keys handled, in Go's spelling.
-const KEYS: [&str; 34] = [
+const KEYS: [&str; 36] = [
     "PropagationChannelId",
     "SponsorId",
     "ClientVersion",
@@ -181,6 +184,8 @@ const KEYS: [&str; 34] = [
     "SessionID",
     "DeviceRegion",
     "UpstreamProxyURL",
+    "CustomHeaders",
+    "UpstreamProxyCustomHeaders",
     "RemoteServerListURLs",
     "RemoteServerListUrl",
     "RemoteServerListSignaturePublicKey",
@@ -494,8 +499,16 @@ impl Config {
 
         let upstream_proxy_url = f.string("UpstreamProxyURL")?.filter(|s| !s.is_empty());
         if let Some(u) = &upstream_proxy_url {
-            check_upstream_proxy_url(u).map_err(|m| f.invalid("UpstreamProxyURL", m))?;
+            psiphon_transport::UpstreamProxyUrl::parse(u)
+                .map_err(|e| f.invalid("UpstreamProxyURL", e))?;
         }
+        let custom_headers = match f.get("CustomHeaders") {
+            Some(v) if !v.is_null() => headers(&f, "CustomHeaders", v)?,
+            _ => match f.get("UpstreamProxyCustomHeaders") {
+                Some(v) if !v.is_null() => headers(&f, "UpstreamProxyCustomHeaders", v)?,
+                _ => Vec::new(),
+            },
+        };
 
         let remote_server_list_urls = transfer_urls(&f, "RemoteServerListURLs")?;
         let remote_server_list_urls = if remote_server_list_urls.is_empty() {
@@ -552,6 +565,7 @@ impl Config {
             session_id,
             device_region: f.string("DeviceRegion")?.unwrap_or_default(),
             upstream_proxy_url,
+            custom_headers,
             remote_server_list_urls,
             remote_server_list_signature_public_key,
             disable_remote_server_list_fetcher: f.bool("DisableRemoteServerListFetcher")?,
@@ -584,20 +598,44 @@ impl Config {
 }
 
 /// `UpstreamProxyURL` must be `http://`, `socks4a://` or `socks5://` with a host and port.
-fn check_upstream_proxy_url(url: &str) -> Result<(), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| "expected scheme://[user:pass@]host:port".to_owned())?;
-    if !["http", "socks4a", "socks5"].contains(&scheme.to_ascii_lowercase().as_str()) {
-        return Err(format!(
-            "unsupported scheme {scheme:?} (expected http, socks4a or socks5)"
-        ));
+/// `CustomHeaders`: `{"Name": ["value", ...]}` (tunnel-core's `http.Header` form; a plain
+/// string value is accepted too), checked for characters that would break the request.
+fn headers(
+    f: &Fields<'_>,
+    key: &'static str,
+    v: &Value,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let obj = v.as_object().ok_or_else(|| {
+        f.invalid(
+            key,
+            format!("expected an object of header names, got {}", describe(v)),
+        )
+    })?;
+    let mut out = Vec::new();
+    for (name, values) in obj {
+        match values {
+            Value::String(s) => out.push((name.clone(), s.clone())),
+            Value::Array(items) => {
+                for item in items {
+                    let s = item.as_str().ok_or_else(|| {
+                        f.invalid(key, format!("header {name:?}: values must be strings"))
+                    })?;
+                    out.push((name.clone(), s.to_owned()));
+                }
+            }
+            other => {
+                return Err(f.invalid(
+                    key,
+                    format!(
+                        "header {name:?}: expected a list of strings, got {}",
+                        describe(other)
+                    ),
+                ));
+            }
+        }
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    crate::proxy::http::split_authority(host_port, None)
-        .map(|_| ())
-        .map_err(|_| "expected a host and a port".to_owned())
+    psiphon_transport::check_custom_headers(&out).map_err(|e| f.invalid(key, e))?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -17,8 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 const MAX_HEAD: usize = 64 * 1024;
 
 /// Any byte stream a download can run over (TCP, a tunnel channel, TLS over either).
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub use psiphon_transport::Io;
 
 /// An `http://` or `https://` URL, split.
 #[derive(Debug, Clone, PartialEq, Eq)]

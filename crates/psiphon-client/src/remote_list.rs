@@ -47,6 +47,8 @@ pub struct Settings {
     pub user_agent: String,
     /// Certificates trusted beside the web PKI roots for `https://` URLs (a private CA).
     pub tls_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// How untunneled fetches reach the list's host (direct, or the upstream proxy).
+    pub net: Arc<dyn psiphon_transport::NetDialer>,
 }
 
 impl Settings {
@@ -66,6 +68,7 @@ impl Settings {
                 std::env::consts::OS
             ),
             tls_roots: Vec::new(),
+            net: Arc::new(psiphon_transport::Direct::new(Duration::from_secs(20))),
         }
     }
 }
@@ -278,11 +281,12 @@ impl Fetcher {
                     .await
                     .map_err(|e| connect_err(e.to_string()))?,
             ),
-            None => Box::new(
-                tokio::net::TcpStream::connect((url.host.as_str(), url.port))
-                    .await
-                    .map_err(|e| connect_err(e.to_string()))?,
-            ),
+            None => self
+                .settings
+                .net
+                .connect(&url.host, url.port)
+                .await
+                .map_err(|e| connect_err(e.full_message()))?,
         };
         let stream: Box<dyn download::Io> = if url.tls {
             let config = crate::tls::client_config(chosen.skip_verify, &self.settings.tls_roots)

@@ -5,14 +5,7 @@
 
 use psiphon_obfs::{ClientConfig as OsshConfig, Keyword, ObfuscatedStream};
 use psiphon_protocol::{ServerEntry, TunnelProtocol};
-use tokio::io::{AsyncRead, AsyncWrite};
-
-/// Any byte stream a tunnel can run over.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// A boxed stream.
-pub type BoxIo = Box<dyn Io>;
+pub use psiphon_transport::{BoxIo, Io};
 
 /// The client side of one tunnel protocol.
 pub trait TunnelTransport: Send + Sync + std::fmt::Debug {

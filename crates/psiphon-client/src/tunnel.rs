@@ -12,7 +12,6 @@ use psiphon_protocol::api::{
 };
 use psiphon_protocol::{ServerEntry, SshPasswordPayload, TunnelProtocol};
 use psiphon_ssh::{ClientAuth, ClientConfig, Connection, Handle, MacAlg, PublicKey};
-use tokio::net::TcpStream;
 
 /// Who this client is, as the Psiphon API reports it.
 #[derive(Debug, Clone)]
@@ -52,6 +51,15 @@ pub enum Error {
         protocol: TunnelProtocol,
         /// What is missing.
         reason: String,
+    },
+    /// The network dialer (direct or through the upstream proxy) failed.
+    #[error("{protocol} dial failed: {source}")]
+    Net {
+        /// The protocol.
+        protocol: TunnelProtocol,
+        /// Why.
+        #[source]
+        source: psiphon_transport::DialError,
     },
     /// The TCP connection failed.
     #[error("{protocol} dial failed: {source}")]
@@ -97,6 +105,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Entry { .. } => ErrorKind::Config,
+            Error::Net { source, .. } => source.kind(),
             Error::Dial { source, .. } => match source.kind() {
                 std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
                     ErrorKind::Blocked
@@ -147,9 +156,10 @@ pub async fn establish(
     timeout: Duration,
 ) -> Result<Tunnel, Error> {
     let start = Instant::now();
+    let net = psiphon_transport::Direct::new(timeout);
     let work = async {
-        let tcp = connect(entry, protocol).await?;
-        handshake_over(Box::new(tcp), entry, protocol, params).await
+        let stream = connect(entry, protocol, &net).await?;
+        handshake_over(stream, entry, protocol, params).await
     };
     let (conn, handshake) = tokio::time::timeout(timeout, work)
         .await
@@ -173,15 +183,17 @@ pub fn dial_address(entry: &ServerEntry, protocol: TunnelProtocol) -> Result<Soc
     Ok(SocketAddr::new(entry.ip_address(), port))
 }
 
-/// The first step of a dial: a TCP connection to the protocol's port (no timeout here; the
-/// caller bounds it).
-pub async fn connect(entry: &ServerEntry, protocol: TunnelProtocol) -> Result<TcpStream, Error> {
+/// The first step of a dial: a stream to the protocol's port through `net` (direct TCP or the
+/// upstream proxy; the caller bounds the time).
+pub async fn connect(
+    entry: &ServerEntry,
+    protocol: TunnelProtocol,
+    net: &dyn psiphon_transport::NetDialer,
+) -> Result<crate::transport::BoxIo, Error> {
     let addr = dial_address(entry, protocol)?;
-    let tcp = TcpStream::connect(addr)
+    net.connect(&addr.ip().to_string(), addr.port())
         .await
-        .map_err(|source| Error::Dial { protocol, source })?;
-    let _ = tcp.set_nodelay(true);
-    Ok(tcp)
+        .map_err(|source| Error::Net { protocol, source })
 }
 
 /// The rest of a dial over a connected stream: the protocol's obfuscation layer, SSH, and the

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use psiphon_protocol::{ServerEntry, TunnelProtocol};
-use tokio::net::TcpStream;
+use psiphon_transport::{BoxIo, NetDialer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -51,6 +51,8 @@ pub struct RaceSettings {
     pub handshake_timeout: Duration,
     /// Head start of the affinity server.
     pub affinity_grace: Duration,
+    /// How TCP connections are made (direct, or through the upstream proxy).
+    pub net: Arc<dyn NetDialer>,
 }
 
 /// What a round saw, for the replay memory.
@@ -67,7 +69,7 @@ pub struct RoundReport {
 enum Done {
     Connected {
         index: usize,
-        stream: TcpStream,
+        stream: BoxIo,
         started: std::time::Instant,
         rtt: Duration,
     },
@@ -87,11 +89,12 @@ enum Done {
 async fn timed_connect(
     entry: ServerEntry,
     protocol: TunnelProtocol,
+    net: Arc<dyn NetDialer>,
     timeout: watch::Receiver<Duration>,
-) -> Result<(TcpStream, Duration), tunnel::Error> {
+) -> Result<(BoxIo, Duration), tunnel::Error> {
     let start = Instant::now();
     let mut timeout = timeout;
-    let connect = tunnel::connect(&entry, protocol);
+    let connect = tunnel::connect(&entry, protocol, &*net);
     tokio::pin!(connect);
     loop {
         let deadline = start + *timeout.borrow_and_update();
@@ -149,7 +152,7 @@ pub async fn race(
     let mut connecting = 0usize;
     let mut handshaking = 0usize;
     let mut affinity_in_flight = 0usize;
-    let mut waiting: VecDeque<(usize, TcpStream, std::time::Instant)> = VecDeque::new();
+    let mut waiting: VecDeque<(usize, BoxIo, std::time::Instant)> = VecDeque::new();
     let mut rejected: HashSet<String> = HashSet::new();
     let round_start = Instant::now();
     let grace_end = round_start + settings.affinity_grace;
@@ -170,15 +173,8 @@ pub async fn race(
             let params = params.clone();
             let timeout = settings.handshake_timeout;
             tasks.spawn(async move {
-                match tunnel::establish_over(
-                    Box::new(stream),
-                    &entry,
-                    protocol,
-                    &params,
-                    timeout,
-                    started,
-                )
-                .await
+                match tunnel::establish_over(stream, &entry, protocol, &params, timeout, started)
+                    .await
                 {
                     Ok(tunnel) => Done::Handshaken {
                         index,
@@ -237,9 +233,10 @@ pub async fn race(
                 }
                 let (entry, protocol) = (c.entry.clone(), c.protocol);
                 let rx = timeout_rx.clone();
+                let net = settings.net.clone();
                 tasks.spawn(async move {
                     let started = std::time::Instant::now();
-                    match timed_connect(entry, protocol, rx).await {
+                    match timed_connect(entry, protocol, net, rx).await {
                         Ok((stream, rtt)) => Done::Connected { index, stream, started, rtt },
                         Err(error) => Done::Failed { index, error, handshake: false },
                     }
@@ -293,6 +290,11 @@ pub async fn race(
                                     .insert(c.entry.ip_address_str().to_owned());
                             }
                             _ => {}
+                        }
+                        if let tunnel::Error::Net { source, .. } = &error
+                            && source.is_upstream_proxy_error()
+                        {
+                            observer.upstream_proxy_error(&source.full_message());
                         }
                         observer.candidate_failed(&c.entry, c.protocol, &error);
                     }

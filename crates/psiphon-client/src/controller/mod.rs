@@ -38,6 +38,8 @@ pub trait Observer: Send + Sync + 'static {
     /// No tunnel came within the establish timeout; the controller stops
     /// (`EstablishTunnelTimeout`).
     fn establish_timeout(&self, _timeout: Duration) {}
+    /// The upstream proxy itself failed (`UpstreamProxyError`).
+    fn upstream_proxy_error(&self, _message: &str) {}
     /// A candidate's dial started (`ConnectingServer`, diagnostic).
     fn attempting(&self, _entry: &ServerEntry, _protocol: TunnelProtocol) {}
     /// A candidate failed (diagnostic).
@@ -86,6 +88,8 @@ pub struct Settings {
     pub establish_deadline: Option<Duration>,
     /// The network's identity for replay (`NetworkID`).
     pub network_id: String,
+    /// How TCP connections are made: direct, or through `UpstreamProxyURL`.
+    pub net: Arc<dyn psiphon_transport::NetDialer>,
     /// Protocols allowed (`LimitTunnelProtocols`); empty = SSH and OSSH.
     pub protocols: Vec<TunnelProtocol>,
     /// Keepalive period and timeout.
@@ -124,6 +128,7 @@ impl Default for Settings {
             pool_size: 1,
             establish_deadline: None,
             network_id: String::new(),
+            net: Arc::new(psiphon_transport::Direct::new(Duration::from_secs(20))),
             protocols: Vec::new(),
             keepalive_period: (Duration::from_secs(60), Duration::from_secs(120)),
             keepalive_timeout: Duration::from_secs(30),
@@ -436,6 +441,7 @@ impl Controller {
             max_connect_timeout: self.settings.max_connect_timeout,
             handshake_timeout: self.settings.establish_timeout,
             affinity_grace: self.settings.affinity_grace,
+            net: self.settings.net.clone(),
         }
     }
 
