@@ -9,5 +9,4 @@ pub mod notice;
 pub mod proxy;
 pub mod remote_list;
 pub mod tls;
-pub mod transport;
 pub mod tunnel;

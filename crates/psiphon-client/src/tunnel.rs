@@ -175,7 +175,7 @@ pub async fn establish(
 
 /// The TCP address a protocol dials for an entry.
 pub fn dial_address(entry: &ServerEntry, protocol: TunnelProtocol) -> Result<SocketAddr, Error> {
-    crate::transport::for_protocol(protocol)
+    psiphon_transport::dialer_for(protocol)
         .ok_or_else(|| entry_error(protocol, "this protocol is not implemented"))?;
     let port = entry
         .dial_port(protocol)
@@ -189,7 +189,7 @@ pub async fn connect(
     entry: &ServerEntry,
     protocol: TunnelProtocol,
     net: &dyn psiphon_transport::NetDialer,
-) -> Result<crate::transport::BoxIo, Error> {
+) -> Result<psiphon_transport::BoxIo, Error> {
     let addr = dial_address(entry, protocol)?;
     net.connect(&addr.ip().to_string(), addr.port())
         .await
@@ -199,7 +199,7 @@ pub async fn connect(
 /// The rest of a dial over a connected stream: the protocol's obfuscation layer, SSH, and the
 /// Psiphon handshake. `started` is when the dial began (for `establishment`).
 pub async fn establish_over(
-    stream: crate::transport::BoxIo,
+    stream: psiphon_transport::BoxIo,
     entry: &ServerEntry,
     protocol: TunnelProtocol,
     params: &ClientParams,
@@ -220,12 +220,12 @@ pub async fn establish_over(
 }
 
 async fn handshake_over(
-    stream: crate::transport::BoxIo,
+    stream: psiphon_transport::BoxIo,
     entry: &ServerEntry,
     protocol: TunnelProtocol,
     params: &ClientParams,
 ) -> Result<(Connection, HandshakeResponse), Error> {
-    let transport = crate::transport::for_protocol(protocol)
+    let transport = psiphon_transport::dialer_for(protocol)
         .ok_or_else(|| entry_error(protocol, "this protocol is not implemented"))?;
     let port = entry
         .dial_port(protocol)

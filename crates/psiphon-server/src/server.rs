@@ -20,31 +20,8 @@ use crate::reload::PsinetStore;
 use crate::traffic_rules::TrafficRules;
 use crate::tunnel;
 
-/// A tunnel protocol a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Protocol {
-    /// Plain SSH.
-    Ssh,
-    /// Obfuscated SSH.
-    Ossh,
-}
-
-impl Protocol {
-    fn from_name(name: &str) -> Option<Protocol> {
-        match name {
-            "SSH" => Some(Protocol::Ssh),
-            "OSSH" => Some(Protocol::Ossh),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Protocol::Ssh => "SSH",
-            Protocol::Ossh => "OSSH",
-        }
-    }
-}
+/// A listener's tunnel protocol: its plug-in from psiphon-transport.
+pub(crate) type Protocol = Arc<dyn psiphon_transport::TunnelAcceptor>;
 
 /// Counters over the server's life.
 #[derive(Debug, Default)]
@@ -76,7 +53,6 @@ pub(crate) struct Shared {
     pub(crate) ssh: psiphon_ssh::ServerConfig,
     /// SSH under OSSH: no encrypt-then-MAC, as tunnel-core (ETM leaks packet lengths).
     pub(crate) ssh_under_ossh: psiphon_ssh::ServerConfig,
-    pub(crate) obfs: Option<psiphon_obfs::ServerConfig>,
     pub(crate) handshakes: Arc<Semaphore>,
     pub(crate) counters: Counters,
     pub(crate) geoip: crate::geoip::GeoIp,
@@ -132,10 +108,11 @@ impl Server {
             let obfs = psiphon_obfs::ServerConfig::new(keyword, Arc::new(SeedHistory::default()))
                 .with_handshake_timeout(config.handshake_timeout)
                 .map_err(|e| Error::value("config", "handshake timeout", e.to_string()))?;
-            Some(obfs)
+            Some(Arc::new(obfs))
         } else {
             None
         };
+        let acceptors = psiphon_transport::AcceptorConfig { ossh: obfs };
         let ip: IpAddr = config
             .server_ip_address
             .parse()
@@ -144,7 +121,8 @@ impl Server {
         let mut bound = Vec::new();
         let mut addrs = BTreeMap::new();
         for (name, &port) in &config.tunnel_protocol_ports {
-            let protocol = Protocol::from_name(name)
+            let protocol = psiphon_protocol::TunnelProtocol::from_name(name)
+                .and_then(|p| psiphon_transport::acceptor_for(p, &acceptors))
                 .ok_or_else(|| Error::UnsupportedProtocol(name.clone()))?;
             let listener = TcpListener::bind((ip, port))
                 .await
@@ -170,7 +148,6 @@ impl Server {
             log,
             ssh,
             ssh_under_ossh,
-            obfs,
             handshakes,
             counters: Counters::default(),
             geoip,
@@ -313,7 +290,7 @@ async fn listen(
             Ok((tcp, peer)) => {
                 conns.spawn(tunnel::serve(
                     Arc::clone(&shared),
-                    protocol,
+                    Arc::clone(&protocol),
                     tcp,
                     peer.ip(),
                     permit,

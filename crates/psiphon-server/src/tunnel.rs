@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use psiphon_obfs::ObfuscatedStream;
 use psiphon_protocol::SshPasswordPayload;
 use psiphon_ssh::msg::{channel_type, open_failure};
 use psiphon_ssh::{Connection, Incoming, IncomingChannel, IncomingRequest, PasswordCheck};
@@ -84,20 +83,15 @@ pub(crate) async fn serve(
     let slot = Arc::new(Mutex::new(None));
     let check = password_check(&shared, Arc::clone(&slot));
     let handshake = async {
-        match protocol {
-            Protocol::Ossh => {
-                let obfs = shared.obfs.as_ref().ok_or(())?;
-                let stream = ObfuscatedStream::accept_from(tcp, obfs, Some(peer))
-                    .await
-                    .map_err(|_| ())?;
-                psiphon_ssh::accept(stream, shared.ssh_under_ossh.clone(), check)
-                    .await
-                    .map_err(|_| ())
-            }
-            Protocol::Ssh => psiphon_ssh::accept(tcp, shared.ssh.clone(), check)
-                .await
-                .map_err(|_| ()),
-        }
+        let stream = protocol.accept(Box::new(tcp), peer).await.map_err(|_| ())?;
+        let ssh = if protocol.obfuscated() {
+            shared.ssh_under_ossh.clone()
+        } else {
+            shared.ssh.clone()
+        };
+        psiphon_ssh::accept(stream, ssh, check)
+            .await
+            .map_err(|_| ())
     };
     let result = tokio::select! {
         r = tokio::time::timeout(shared.config.handshake_timeout, handshake) => r,
@@ -273,7 +267,10 @@ impl Tunnel {
         };
         let load = |a: &AtomicU64| Value::from(a.load(Ordering::Relaxed));
         put("session_id", Value::from(self.payload.session_id.clone()));
-        put("relay_protocol", Value::from(self.protocol.name()));
+        put(
+            "relay_protocol",
+            Value::from(self.protocol.protocol().name()),
+        );
         put("handshake_completed", Value::from(handshake.is_some()));
         put("start_time", Value::from(rfc3339_millis(self.start_time)));
         let duration_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -3,6 +3,7 @@
 mod direct;
 mod error;
 mod io;
+pub mod tunnel;
 mod upstream;
 
 use std::future::Future;
@@ -11,6 +12,9 @@ use std::pin::Pin;
 pub use direct::Direct;
 pub use error::{ConfigError, DialError, ErrorKind};
 pub use io::{BoxIo, Io};
+pub use tunnel::{
+    AcceptError, AcceptorConfig, TunnelAcceptor, TunnelDialer, acceptor_for, dialer_for,
+};
 pub use upstream::{
     Credentials, ProxyScheme, UpstreamProxy, UpstreamProxyUrl, check_custom_headers,
 };

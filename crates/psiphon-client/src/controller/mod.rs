@@ -308,14 +308,14 @@ impl Controller {
     /// ones blocked on this network last.
     fn protocols_for(&self, entry: &ServerEntry) -> Vec<TunnelProtocol> {
         let allowed: &[TunnelProtocol] = if self.settings.protocols.is_empty() {
-            &crate::transport::IMPLEMENTED
+            &psiphon_transport::tunnel::IMPLEMENTED
         } else {
             &self.settings.protocols
         };
         let usable: Vec<TunnelProtocol> = allowed
             .iter()
             .copied()
-            .filter(|p| crate::transport::for_protocol(*p).is_some() && entry.supports(*p))
+            .filter(|p| psiphon_transport::dialer_for(*p).is_some() && entry.supports(*p))
             .collect();
         let (mut open, blocked): (Vec<_>, Vec<_>) = usable
             .into_iter()
