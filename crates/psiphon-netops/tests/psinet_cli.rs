@@ -7,6 +7,9 @@
 //! in the database or in any file written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/nginx.rs"]
+mod nginx;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -475,9 +478,11 @@ async fn a_network_made_with_psinet_serves_clients() {
     // psiphond from each server's files, and a handshake through each: the sponsor's page.
     let mut servers = Vec::new();
     for i in 0..5 {
-        let config =
+        let mut config =
             psiphon_server::Config::read(&dir.path().join(format!("s{i}/psiphond.config")))
                 .unwrap();
+        // The test's web origin is on loopback, which a production server refuses to reach.
+        config.allow_bogons = true;
         servers.push(Server::start(config).await.unwrap());
     }
     let params = params();
@@ -497,6 +502,10 @@ async fn a_network_made_with_psinet_serves_clients() {
             entry.ip_address_str()
         );
     }
+    // The user's side (the "done when"): the published directory served by a real
+    // nginx, and a client that knows nothing but the list's URL and the network's keys.
+    browse_from_the_published_list(&dir.path().join("pub"), &list_key, &entry_key, &home).await;
+
     // A session from a known client address.
     let reply = handshake_from(CLIENT_IP.parse().unwrap(), &entries[0]).await;
     assert_eq!(reply.homepages, vec![home.clone()]);
@@ -560,6 +569,93 @@ async fn a_network_made_with_psinet_serves_clients() {
         }
         assert!(!text.contains(&hex::encode(CLIENT_IP)), "{}", f.display());
     }
+}
+
+/// Serves `publish_dir` with nginx, starts a client configured with only the list URL and the
+/// keys, waits for its tunnel, and fetches `page` through its HTTP proxy.
+async fn browse_from_the_published_list(
+    publish_dir: &Path,
+    list_key: &str,
+    entry_key: &str,
+    page: &str,
+) {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(web) = nginx::start(publish_dir, "1m") else {
+        return;
+    };
+    let data_root = tempfile::tempdir().unwrap();
+    let config_text = serde_json::json!({
+        "PropagationChannelId": CHANNEL,
+        "SponsorId": SPONSOR,
+        "LocalSocksProxyPort": 0,
+        "LocalHttpProxyPort": 0,
+        "EmitDiagnosticNotices": true,
+        "DataRootDirectory": data_root.path().display().to_string(),
+        "RemoteServerListURLs": [{
+            "URL": base64::engine::general_purpose::STANDARD
+                .encode(web.url("/server_list_compressed")),
+        }],
+        "RemoteServerListSignaturePublicKey": list_key,
+        "ServerEntrySignaturePublicKey": entry_key,
+    })
+    .to_string();
+    let (config, unknown) =
+        psiphon_client::config::Config::parse(&config_text, "client.json").unwrap();
+    assert!(unknown.is_empty(), "{unknown:?}");
+    let store =
+        std::sync::Arc::new(psiphon_client::datastore::Datastore::open(data_root.path()).unwrap());
+    let (notices, mut lines) = psiphon_client::notice::Notices::channel(4096, true);
+    let client = psiphon_client::app::start(&config, store.clone(), notices)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let up = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.recv().await {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            let up = v["noticeType"] == "Tunnels" && v["data"]["count"] == 1;
+            seen.push(v);
+            if up {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(up.is_ok(), "no tunnel from the remote list: {seen:#?}");
+    assert_eq!(
+        store.count().unwrap(),
+        5,
+        "the five live servers were stored"
+    );
+    let homepage_notices = seen
+        .iter()
+        .filter(|v| v["noticeType"] == "Homepage")
+        .count();
+    assert_eq!(homepage_notices, 1, "{seen:#?}");
+    tokio::spawn(async move { while lines.recv().await.is_some() {} });
+
+    // A plain HTTP GET through the client's HTTP proxy, as a browser configured with it does.
+    let mut s = tokio::net::TcpStream::connect(client.http.unwrap())
+        .await
+        .unwrap();
+    let host = page
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    s.write_all(
+        format!("GET {page} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    client.shutdown().await;
 }
 
 #[test]

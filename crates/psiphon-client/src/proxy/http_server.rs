@@ -210,7 +210,13 @@ where
 fn dial_error_response(e: &DialError) -> Vec<u8> {
     match e {
         DialError::TimedOut(_) => error_response(504, "Gateway Timeout", "tunnel dial timed out"),
-        DialError::Refused(_) => error_response(502, "Bad Gateway", "connection refused"),
+        // The server's reason ("dial failed", "destination not allowed", ...): never an
+        // address, so safe to show.
+        DialError::Refused(why) => error_response(
+            502,
+            "Bad Gateway",
+            &format!("the tunnel server refused the connection: {why}"),
+        ),
         _ => error_response(502, "Bad Gateway", "no tunnel available"),
     }
 }
