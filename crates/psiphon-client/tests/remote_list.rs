@@ -452,3 +452,84 @@ async fn https_lists_verify_the_certificate_unless_skip_verify() {
     assert!(matches!(got, Fetched::Stored { .. }), "{got:?}");
     assert_eq!(store.count().unwrap(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_go_through_the_tunnel_and_not_again_within_the_stale_period() {
+    use psiphon_client::controller::{Controller, Observer, Settings as ControllerSettings};
+    struct Quiet;
+    impl Observer for Quiet {
+        fn tunnel_up(&self, _: &psiphon_client::tunnel::Tunnel) {}
+        fn tunnel_down(&self, _: &str) {}
+        fn candidate_failed(
+            &self,
+            _: &ServerEntry,
+            _: psiphon_protocol::TunnelProtocol,
+            _: &psiphon_client::tunnel::Error,
+        ) {
+        }
+        fn connected(&self, _: &str) {}
+    }
+    let entries = fake_entries(10);
+    let Some(s) = setup(&entries, "1m") else {
+        return;
+    };
+    let server = common::test_server().await;
+    let tunnel_store = Arc::new(Datastore::in_memory().unwrap());
+    tunnel_store
+        .store(
+            server.entry.clone(),
+            psiphon_client::datastore::Source::Embedded,
+        )
+        .unwrap();
+    let (controller, active) = Controller::new(
+        common::params(),
+        tunnel_store,
+        ControllerSettings::default(),
+        Arc::new(Quiet),
+    );
+    let run = tokio::spawn(controller.run(std::future::pending()));
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(Datastore::in_memory().unwrap());
+    let urls = vec![psiphon_client::config::TransferUrl {
+        url: s.nginx.url("/server_list_compressed"),
+        only_after_attempts: 0,
+        skip_verify: false,
+        request_headers: Vec::new(),
+    }];
+    let settings = Settings::new(
+        urls,
+        s.key.public_key_base64(),
+        data.path().join("remote_server_list"),
+    );
+    let (notices, mut lines) = Notices::channel(4096, true);
+    let fetcher = Fetcher::new(settings, store.clone(), Some(active.clone()), notices);
+    // Wait (bounded) for the tunnel, then fetch: it goes through the tunnel.
+    let up = tokio::time::timeout(Duration::from_secs(30), async {
+        while !active.is_up() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(up.is_ok(), "no tunnel");
+    let got = fetcher.fetch(0).await.unwrap();
+    assert!(
+        matches!(got, Fetched::Stored { tunneled: true, .. }),
+        "{got:?}"
+    );
+    assert_eq!(store.count().unwrap(), 10);
+
+    // The running fetcher declines a new request within the stale period (6 h).
+    let task = tokio::spawn(fetcher.clone().run(std::future::pending()));
+    while lines.try_recv().is_ok() {}
+    fetcher.request();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut fetching = 0;
+    while let Ok(line) = lines.try_recv() {
+        if line.contains("fetching common remote server list") {
+            fetching += 1;
+        }
+    }
+    assert_eq!(fetching, 0, "fetched again within the stale period");
+    task.abort();
+    run.abort();
+}
