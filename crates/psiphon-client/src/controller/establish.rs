@@ -213,12 +213,7 @@ pub async fn race(
             None
         };
         tokio::select! {
-            () = async {
-                match launch_at {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            } => {
+            () = tokio::time::sleep_until(launch_at.unwrap_or(round_start)), if launch_at.is_some() => {
                 let next = affinity.pop_front().or_else(|| if rest_allowed { rest.pop_front() } else { None });
                 let Some(index) = next else { continue };
                 let c = &candidates[index];
@@ -243,12 +238,7 @@ pub async fn race(
                 });
                 next_launch = Instant::now() + settings.stagger;
             }
-            () = async {
-                match grace_wake {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            } => {}
+            () = tokio::time::sleep_until(grace_wake.unwrap_or(round_start)), if grace_wake.is_some() => {}
             joined = tasks.join_next(), if !tasks.is_empty() => {
                 let Some(Ok(done)) = joined else { continue };
                 match done {
@@ -300,6 +290,9 @@ pub async fn race(
                     }
                 }
             }
+            // Nothing to wait for (only possible if a task died without reporting): the
+            // round is over rather than stuck.
+            else => return (None, report),
         }
     }
 }
