@@ -154,8 +154,10 @@ impl PublicKey {
 enum PrivateKind {
     Ed25519(Ed25519KeyPair),
     /// aws-lc-rs signs the SHA-2 algorithms; the same key as an `rsa` crate key signs only
-    /// `ssh-rsa` (PKCS#1 v1.5 with SHA-1), which aws-lc-rs will not produce.
-    Rsa(RsaKeyPair, Box<rsa::RsaPrivateKey>),
+    /// `ssh-rsa` (PKCS#1 v1.5 with SHA-1), which aws-lc-rs will not produce. `None` when the
+    /// `rsa` crate refuses a key aws-lc-rs took (over its size limits, say): the key then
+    /// signs only `rsa-sha2-*`.
+    Rsa(RsaKeyPair, Option<Box<rsa::RsaPrivateKey>>),
 }
 
 /// The DER `DigestInfo` prefix for SHA-1 in a PKCS#1 v1.5 signature (RFC 8017 §9.2 note 1).
@@ -274,10 +276,15 @@ impl PrivateKey {
             kind: KeyKind::Rsa,
         };
         let der = kp.as_der().map_err(|_| Error::Crypto("rsa pkcs8"))?;
-        let legacy = rsa::RsaPrivateKey::from_pkcs8_der(der.as_ref())
-            .map_err(|e| Error::Config(format!("rsa key unusable for ssh-rsa: {e}")))?;
+        let legacy = match rsa::RsaPrivateKey::from_pkcs8_der(der.as_ref()) {
+            Ok(k) => Some(Box::new(k)),
+            Err(e) => {
+                tracing::warn!(error = %e, "RSA key unusable for ssh-rsa; offering rsa-sha2 only");
+                None
+            }
+        };
         Ok(PrivateKey {
-            kind: PrivateKind::Rsa(kp, Box::new(legacy)),
+            kind: PrivateKind::Rsa(kp, legacy),
             public,
         })
     }
@@ -291,9 +298,10 @@ impl PrivateKey {
     /// `rsa-sha2-*` with aws-lc-rs and, last, the SHA-1 `ssh-rsa` with the `rsa` crate: some
     /// psiphon-tunnel-core clients' randomised host key lists offer only `ssh-rsa`.
     pub(crate) fn signing_algorithms(&self) -> &'static [&'static str] {
-        match self.kind {
+        match &self.kind {
             PrivateKind::Ed25519(_) => &["ssh-ed25519"],
-            PrivateKind::Rsa(..) => &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+            PrivateKind::Rsa(_, Some(_)) => &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+            PrivateKind::Rsa(_, None) => &["rsa-sha2-512", "rsa-sha2-256"],
         }
     }
 
@@ -301,7 +309,7 @@ impl PrivateKey {
     pub(crate) fn sign(&self, alg: &str, msg: &[u8]) -> Result<Vec<u8>> {
         let sig = match &self.kind {
             PrivateKind::Ed25519(kp) => kp.sign(msg).as_ref().to_vec(),
-            PrivateKind::Rsa(_, legacy) if alg == "ssh-rsa" => sign_ssh_rsa(legacy, msg)?,
+            PrivateKind::Rsa(_, Some(legacy)) if alg == "ssh-rsa" => sign_ssh_rsa(legacy, msg)?,
             PrivateKind::Rsa(kp, _) => {
                 let enc = match alg {
                     "rsa-sha2-512" => &signature::RSA_PKCS1_SHA512,
