@@ -479,6 +479,89 @@ mod tests {
         assert!(n.strict && n.client_ext_info && !n.ignore_guessed_packet);
     }
 
+    /// Our default offer keeps the modern algorithms first and the ones added for
+    /// psiphon-tunnel-core's truncated lists (NIST ECDH, MODP DH, aes192-ctr, SHA-1) after them.
+    #[test]
+    fn default_offer_order() {
+        let cfg = crate::config::Config::default();
+        let o = Offer {
+            kex: cfg.kex,
+            host_key: vec!["ssh-ed25519"],
+            ciphers: cfg.ciphers,
+            macs: cfg.macs,
+        };
+        let c = KexInit::parse(&build_kexinit(&o, true, true).unwrap()).unwrap();
+        assert_eq!(
+            c.kex.join(","),
+            "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,\
+             ecdh-sha2-nistp384,ecdh-sha2-nistp521,diffie-hellman-group14-sha256,\
+             diffie-hellman-group16-sha512,diffie-hellman-group14-sha1,ext-info-c,\
+             kex-strict-c-v00@openssh.com"
+        );
+        assert_eq!(
+            c.enc_c2s.join(","),
+            "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,\
+             aes128-ctr,aes256-ctr,aes192-ctr"
+        );
+        assert_eq!(
+            c.mac_s2c.join(","),
+            "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256,\
+             hmac-sha2-512,hmac-sha1,hmac-sha1-96"
+        );
+    }
+
+    /// A psiphon-tunnel-core server list seen in the field without curve25519, and one with
+    /// only SHA-1 choices left: both negotiate now.
+    #[test]
+    fn truncated_tunnel_core_lists_negotiate() {
+        let server = |kex: &[&str], cipher: &str, mac: &str| {
+            let mut p = vec![msg::KEXINIT];
+            p.extend_from_slice(&[0u8; 16]);
+            p.put_name_list(kex);
+            p.put_name_list(&["rsa-sha2-512", "ssh-rsa"]);
+            p.put_name_list(&[cipher]);
+            p.put_name_list(&[cipher]);
+            p.put_name_list(&[mac]);
+            p.put_name_list(&[mac]);
+            p.put_name_list(&["none"]);
+            p.put_name_list(&["none"]);
+            p.put_name_list(&[]);
+            p.put_name_list(&[]);
+            p.put_bool(false);
+            p.put_u32(0);
+            KexInit::parse(&p).unwrap()
+        };
+        let hk = ["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
+        let mut o = offer();
+        o.host_key = hk.to_vec();
+        let c = KexInit::parse(&build_kexinit(&o, true, true).unwrap()).unwrap();
+        let s = server(
+            &[
+                "diffie-hellman-group16-sha512",
+                "ecdh-sha2-nistp521",
+                "diffie-hellman-group14-sha256",
+                "ecdh-sha2-nistp256",
+                "ecdh-sha2-nistp384",
+                "diffie-hellman-group14-sha1",
+            ],
+            "aes192-ctr",
+            "hmac-sha1",
+        );
+        let n = negotiate(&c, &s, true, &hk).unwrap();
+        assert_eq!(n.kex, KexAlg::EcdhP256);
+        assert_eq!(n.cipher_c2s, CipherAlg::Aes192Ctr);
+        assert_eq!(n.mac_s2c, Some(MacAlg::HmacSha1));
+        assert_eq!(n.host_key, "rsa-sha2-512");
+        let s = server(
+            &["diffie-hellman-group14-sha1"],
+            "aes128-ctr",
+            "hmac-sha1-96",
+        );
+        let n = negotiate(&c, &s, true, &hk).unwrap();
+        assert_eq!(n.kex, KexAlg::Dh14Sha1);
+        assert_eq!(n.mac_c2s, Some(MacAlg::HmacSha1_96));
+    }
+
     #[test]
     fn no_common_cipher_is_named() {
         let mut o = offer();
