@@ -249,8 +249,18 @@ async fn handshake_over(
     };
     let mut ssh = ClientConfig::new(user, ClientAuth::Password(payload.to_json()), host_key);
     ssh.common.version = client_version_string();
-    // Encrypt-then-MAC shows packet lengths in clear; tunnel-core never offers it with OSSH.
-    ssh.common.macs = vec![MacAlg::HmacSha256, MacAlg::HmacSha512];
+    // Under an obfuscation layer, encrypt-then-MAC would show packet lengths in clear:
+    // tunnel-core never offers it there. Plain SSH offers every MAC (tunnel-core servers
+    // truncate their lists, sometimes to ETM and SHA-1 forms only).
+    ssh.common.macs = if transport.obfuscated_ssh() {
+        MacAlg::ALL
+            .iter()
+            .copied()
+            .filter(|m| !m.is_etm())
+            .collect()
+    } else {
+        MacAlg::ALL.to_vec()
+    };
 
     let wrapped = transport
         .wrap(entry, stream)

@@ -6,7 +6,7 @@
 
 use aws_lc_rs::aead::{self, chacha20_poly1305_openssh as chacha};
 use aws_lc_rs::cipher::{
-    AES_128, AES_256, DecryptingKey, DecryptionContext, EncryptingKey, EncryptionContext,
+    AES_128, AES_192, AES_256, DecryptingKey, DecryptionContext, EncryptingKey, EncryptionContext,
     UnboundCipherKey,
 };
 use aws_lc_rs::{constant_time, hmac, iv::FixedLength};
@@ -29,16 +29,19 @@ pub enum CipherAlg {
     Aes128Ctr,
     /// `aes256-ctr` with a separate MAC.
     Aes256Ctr,
+    /// `aes192-ctr` with a separate MAC (RFC 4344).
+    Aes192Ctr,
 }
 
 impl CipherAlg {
     /// Every cipher we implement, fastest first on hardware with AES instructions.
-    pub const ALL: [CipherAlg; 5] = [
+    pub const ALL: [CipherAlg; 6] = [
         CipherAlg::Aes128Gcm,
         CipherAlg::Aes256Gcm,
         CipherAlg::ChaCha20Poly1305,
         CipherAlg::Aes128Ctr,
         CipherAlg::Aes256Ctr,
+        CipherAlg::Aes192Ctr,
     ];
 
     /// The SSH name.
@@ -49,6 +52,7 @@ impl CipherAlg {
             CipherAlg::ChaCha20Poly1305 => "chacha20-poly1305@openssh.com",
             CipherAlg::Aes128Ctr => "aes128-ctr",
             CipherAlg::Aes256Ctr => "aes256-ctr",
+            CipherAlg::Aes192Ctr => "aes192-ctr",
         }
     }
 
@@ -60,6 +64,7 @@ impl CipherAlg {
     pub(crate) fn key_len(self) -> usize {
         match self {
             CipherAlg::Aes128Gcm | CipherAlg::Aes128Ctr => 16,
+            CipherAlg::Aes192Ctr => 24,
             CipherAlg::Aes256Gcm | CipherAlg::Aes256Ctr => 32,
             CipherAlg::ChaCha20Poly1305 => chacha::KEY_LEN,
         }
@@ -69,7 +74,7 @@ impl CipherAlg {
         match self {
             CipherAlg::Aes128Gcm | CipherAlg::Aes256Gcm => 12,
             CipherAlg::ChaCha20Poly1305 => 0,
-            CipherAlg::Aes128Ctr | CipherAlg::Aes256Ctr => 16,
+            CipherAlg::Aes128Ctr | CipherAlg::Aes192Ctr | CipherAlg::Aes256Ctr => 16,
         }
     }
 
@@ -93,15 +98,21 @@ pub enum MacAlg {
     HmacSha256Etm,
     /// `hmac-sha2-512-etm@openssh.com`.
     HmacSha512Etm,
+    /// `hmac-sha1` (RFC 4253 §6.4).
+    HmacSha1,
+    /// `hmac-sha1-96`: HMAC-SHA1 with the tag cut to its first 12 bytes (RFC 4253 §6.4).
+    HmacSha1_96,
 }
 
 impl MacAlg {
     /// Every MAC we implement, in our order of preference.
-    pub const ALL: [MacAlg; 4] = [
+    pub const ALL: [MacAlg; 6] = [
         MacAlg::HmacSha256Etm,
         MacAlg::HmacSha512Etm,
         MacAlg::HmacSha256,
         MacAlg::HmacSha512,
+        MacAlg::HmacSha1,
+        MacAlg::HmacSha1_96,
     ];
 
     /// The SSH name.
@@ -111,6 +122,8 @@ impl MacAlg {
             MacAlg::HmacSha512 => "hmac-sha2-512",
             MacAlg::HmacSha256Etm => "hmac-sha2-256-etm@openssh.com",
             MacAlg::HmacSha512Etm => "hmac-sha2-512-etm@openssh.com",
+            MacAlg::HmacSha1 => "hmac-sha1",
+            MacAlg::HmacSha1_96 => "hmac-sha1-96",
         }
     }
 
@@ -124,14 +137,20 @@ impl MacAlg {
         matches!(self, MacAlg::HmacSha256Etm | MacAlg::HmacSha512Etm)
     }
 
+    /// The key is as long as the hash's output (RFC 4253 §6.4), also for `hmac-sha1-96`.
     pub(crate) fn key_len(self) -> usize {
-        self.tag_len()
-    }
-
-    fn tag_len(self) -> usize {
         match self {
             MacAlg::HmacSha256 | MacAlg::HmacSha256Etm => 32,
             MacAlg::HmacSha512 | MacAlg::HmacSha512Etm => 64,
+            MacAlg::HmacSha1 | MacAlg::HmacSha1_96 => 20,
+        }
+    }
+
+    /// Bytes of the tag on the wire.
+    fn tag_len(self) -> usize {
+        match self {
+            MacAlg::HmacSha1_96 => 12,
+            other => other.key_len(),
         }
     }
 
@@ -139,6 +158,7 @@ impl MacAlg {
         match self {
             MacAlg::HmacSha256 | MacAlg::HmacSha256Etm => hmac::HMAC_SHA256,
             MacAlg::HmacSha512 | MacAlg::HmacSha512Etm => hmac::HMAC_SHA512,
+            MacAlg::HmacSha1 | MacAlg::HmacSha1_96 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
         }
     }
 }
@@ -171,10 +191,11 @@ impl DirectionKeys {
 
     /// The AES key for a CTR cipher, its starting counter, and the MAC.
     fn ctr_parts(&self) -> Result<(UnboundCipherKey, Counter, MacAlg, hmac::Key)> {
-        let alg = if self.cipher == CipherAlg::Aes128Ctr {
-            &AES_128
-        } else {
-            &AES_256
+        let alg = match self.cipher {
+            CipherAlg::Aes128Ctr => &AES_128,
+            CipherAlg::Aes192Ctr => &AES_192,
+            CipherAlg::Aes256Ctr => &AES_256,
+            _ => return Err(Error::Internal("not a ctr cipher")),
         };
         let key = UnboundCipherKey::new(alg, &self.key).map_err(crypto("ctr key"))?;
         let mac = self.mac.ok_or(Error::Internal("ctr without mac"))?;
@@ -293,7 +314,7 @@ impl Sealer {
             CipherAlg::ChaCha20Poly1305 => {
                 SealKind::ChaCha(chacha::SealingKey::new(k.chacha_key()?))
             }
-            CipherAlg::Aes128Ctr | CipherAlg::Aes256Ctr => {
+            CipherAlg::Aes128Ctr | CipherAlg::Aes192Ctr | CipherAlg::Aes256Ctr => {
                 let (key, ctr, mac, mac_key) = k.ctr_parts()?;
                 let key = EncryptingKey::ctr(key).map_err(crypto("ctr key"))?;
                 SealKind::Ctr(Box::new(CtrSeal {
@@ -382,14 +403,14 @@ impl Sealer {
                         .map_err(crypto("ctr"))?;
                     ctr.advance(body.len());
                     let tag = packet_mac(mac_key, seq, &out[start..]);
-                    out.extend_from_slice(tag.as_ref());
+                    out.extend_from_slice(truncated(&tag, *mac)?);
                 } else {
                     let tag = packet_mac(mac_key, seq, &out[start..]);
                     let body = &mut out[start..];
                     key.less_safe_encrypt(body, ctr.context())
                         .map_err(crypto("ctr"))?;
                     ctr.advance(body.len());
-                    out.extend_from_slice(tag.as_ref());
+                    out.extend_from_slice(truncated(&tag, *mac)?);
                 }
             }
         }
@@ -433,10 +454,23 @@ fn packet_mac(key: &hmac::Key, seq: u32, packet: &[u8]) -> hmac::Tag {
     ctx.sign()
 }
 
+/// The part of a full HMAC tag that goes on the wire for `mac`.
+fn truncated(tag: &hmac::Tag, mac: MacAlg) -> Result<&[u8]> {
+    tag.as_ref()
+        .get(..mac.tag_len())
+        .ok_or(Error::Internal("mac tag length"))
+}
+
 /// Checks a packet's MAC in constant time.
-fn verify_packet_mac(key: &hmac::Key, seq: u32, packet: &[u8], tag: &[u8]) -> Result<()> {
-    constant_time::verify_slices_are_equal(packet_mac(key, seq, packet).as_ref(), tag)
-        .map_err(|_| Error::Mac)
+fn verify_packet_mac(
+    key: &hmac::Key,
+    mac: MacAlg,
+    seq: u32,
+    packet: &[u8],
+    tag: &[u8],
+) -> Result<()> {
+    let ours = packet_mac(key, seq, packet);
+    constant_time::verify_slices_are_equal(truncated(&ours, mac)?, tag).map_err(|_| Error::Mac)
 }
 
 /// Where the payload of an opened packet lies in the input buffer.
@@ -493,7 +527,7 @@ impl Opener {
             CipherAlg::ChaCha20Poly1305 => {
                 OpenKind::ChaCha(chacha::OpeningKey::new(k.chacha_key()?))
             }
-            CipherAlg::Aes128Ctr | CipherAlg::Aes256Ctr => {
+            CipherAlg::Aes128Ctr | CipherAlg::Aes192Ctr | CipherAlg::Aes256Ctr => {
                 let (key, ctr, mac, mac_key) = k.ctr_parts()?;
                 let key = DecryptingKey::ctr(key).map_err(crypto("ctr key"))?;
                 OpenKind::Ctr(Box::new(CtrOpen {
@@ -599,7 +633,7 @@ impl Opener {
                         return Ok(None);
                     }
                     let (packet, tag) = buf[..total].split_at_mut(4 + len);
-                    verify_packet_mac(mac_key, seq, packet, tag)?;
+                    verify_packet_mac(mac_key, *mac, seq, packet, tag)?;
                     let body = &mut packet[4..];
                     key.decrypt(body, ctr.dcontext()).map_err(crypto("ctr"))?;
                     ctr.advance(body.len());
@@ -629,7 +663,7 @@ impl Opener {
                     key.decrypt(rest, ctr.dcontext()).map_err(crypto("ctr"))?;
                     ctr.advance(rest.len());
                     *first_block_done = false;
-                    verify_packet_mac(mac_key, seq, packet, tag)?;
+                    verify_packet_mac(mac_key, *mac, seq, packet, tag)?;
                     let (start, end) = payload_range(buf, 4, len)?;
                     Ok(Some(Opened {
                         consumed: total,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cipher::{CipherAlg, MacAlg};
+use crate::kex::KexAlg;
 use crate::keys::{PrivateKey, PublicKey};
 
 /// Settings both sides share.
@@ -11,6 +12,8 @@ use crate::keys::{PrivateKey, PublicKey};
 pub struct Config {
     /// Our identification string without CRLF, e.g. `SSH-2.0-OpenSSH_8.9`.
     pub version: String,
+    /// Key exchange methods in our order of preference.
+    pub kex: Vec<KexAlg>,
     /// Ciphers in our order of preference.
     pub ciphers: Vec<CipherAlg>,
     /// MACs (used only with non-AEAD ciphers) in our order of preference. Psiphon's obfuscated
@@ -39,6 +42,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             version: "SSH-2.0-OpenSSH_9.2".to_owned(),
+            kex: KexAlg::ALL.to_vec(),
             ciphers: CipherAlg::ALL.to_vec(),
             macs: MacAlg::ALL.to_vec(),
             rekey_bytes: 1 << 30,
@@ -85,6 +89,9 @@ pub struct ClientConfig {
     pub auth: ClientAuth,
     /// Called once with the server's host key, after its signature verified; `false` aborts.
     pub host_key_check: HostKeyCheck,
+    /// Host key signature algorithms we accept, in our order of preference; names we cannot
+    /// verify are left out of our offer. Default: [`ClientConfig::HOST_KEY_ALGORITHMS`].
+    pub host_key_algorithms: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -93,11 +100,16 @@ impl std::fmt::Debug for ClientConfig {
             .field("common", &self.common)
             .field("user", &self.user)
             .field("auth", &self.auth)
+            .field("host_key_algorithms", &self.host_key_algorithms)
             .finish_non_exhaustive()
     }
 }
 
 impl ClientConfig {
+    /// Every host key signature algorithm we can verify, best first.
+    pub const HOST_KEY_ALGORITHMS: [&'static str; 4] =
+        ["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
+
     /// A client that accepts only a server presenting exactly `expected` (byte equality of the
     /// key blob, as psiphon-tunnel-core checks a server entry's `sshHostKey`).
     pub fn new(user: impl Into<String>, auth: ClientAuth, expected: PublicKey) -> Self {
@@ -106,6 +118,7 @@ impl ClientConfig {
             user: user.into(),
             auth,
             host_key_check: Arc::new(move |k| *k == expected),
+            host_key_algorithms: Self::HOST_KEY_ALGORITHMS.to_vec(),
         }
     }
 
@@ -117,6 +130,7 @@ impl ClientConfig {
             user: user.into(),
             auth,
             host_key_check: Arc::new(|_| true),
+            host_key_algorithms: Self::HOST_KEY_ALGORITHMS.to_vec(),
         }
     }
 }

@@ -153,7 +153,27 @@ impl PublicKey {
 
 enum PrivateKind {
     Ed25519(Ed25519KeyPair),
-    Rsa(RsaKeyPair),
+    /// aws-lc-rs signs the SHA-2 algorithms; the same key as an `rsa` crate key signs only
+    /// `ssh-rsa` (PKCS#1 v1.5 with SHA-1), which aws-lc-rs will not produce. `None` when the
+    /// `rsa` crate refuses a key aws-lc-rs took (over its size limits, say): the key then
+    /// signs only `rsa-sha2-*`.
+    Rsa(RsaKeyPair, Option<Box<rsa::RsaPrivateKey>>),
+}
+
+/// The DER `DigestInfo` prefix for SHA-1 in a PKCS#1 v1.5 signature (RFC 8017 §9.2 note 1).
+const SHA1_DIGEST_INFO: [u8; 15] = [
+    0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14,
+];
+
+/// `ssh-rsa` (RFC 4253 §6.6): RSASSA-PKCS1-v1_5 over SHA-1, by the `rsa` crate with blinding.
+fn sign_ssh_rsa(key: &rsa::RsaPrivateKey, msg: &[u8]) -> Result<Vec<u8>> {
+    let hashed = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, msg);
+    let scheme = rsa::Pkcs1v15Sign {
+        hash_len: Some(hashed.as_ref().len()),
+        prefix: Box::new(SHA1_DIGEST_INFO),
+    };
+    key.sign_with_rng(&mut rsa::rand_core::OsRng, scheme, hashed.as_ref())
+        .map_err(|_| Error::Crypto("rsa sha1 sign"))
 }
 
 /// A private key: a server's host key or a client's user key.
@@ -228,7 +248,7 @@ impl PrivateKey {
                 .to_pkcs8v1()
                 .map(|d| d.as_ref().to_vec())
                 .map_err(|_| Error::Crypto("ed25519 pkcs8")),
-            PrivateKind::Rsa(kp) => kp
+            PrivateKind::Rsa(kp, _) => kp
                 .as_der()
                 .map(|d| d.as_ref().to_vec())
                 .map_err(|_| Error::Crypto("rsa pkcs8")),
@@ -250,12 +270,21 @@ impl PrivateKey {
     }
 
     fn from_rsa(kp: RsaKeyPair) -> Result<Self> {
+        use rsa::pkcs8::DecodePrivateKey as _;
         let public = PublicKey {
             blob: rsa_blob(&kp),
             kind: KeyKind::Rsa,
         };
+        let der = kp.as_der().map_err(|_| Error::Crypto("rsa pkcs8"))?;
+        let legacy = match rsa::RsaPrivateKey::from_pkcs8_der(der.as_ref()) {
+            Ok(k) => Some(Box::new(k)),
+            Err(e) => {
+                tracing::warn!(error = %e, "RSA key unusable for ssh-rsa; offering rsa-sha2 only");
+                None
+            }
+        };
         Ok(PrivateKey {
-            kind: PrivateKind::Rsa(kp),
+            kind: PrivateKind::Rsa(kp, legacy),
             public,
         })
     }
@@ -265,13 +294,14 @@ impl PrivateKey {
         &self.public
     }
 
-    /// Signature algorithms we can produce with this key, best first. (aws-lc-rs cannot sign
-    /// PKCS#1 v1.5 with SHA-1, so RSA keys sign only `rsa-sha2-*`; every OpenSSH since 7.2 and
-    /// psiphon-tunnel-core accept those.)
+    /// Signature algorithms we can produce with this key, best first. RSA keys sign
+    /// `rsa-sha2-*` with aws-lc-rs and, last, the SHA-1 `ssh-rsa` with the `rsa` crate: some
+    /// psiphon-tunnel-core clients' randomised host key lists offer only `ssh-rsa`.
     pub(crate) fn signing_algorithms(&self) -> &'static [&'static str] {
-        match self.kind {
+        match &self.kind {
             PrivateKind::Ed25519(_) => &["ssh-ed25519"],
-            PrivateKind::Rsa(_) => &["rsa-sha2-512", "rsa-sha2-256"],
+            PrivateKind::Rsa(_, Some(_)) => &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+            PrivateKind::Rsa(_, None) => &["rsa-sha2-512", "rsa-sha2-256"],
         }
     }
 
@@ -279,7 +309,8 @@ impl PrivateKey {
     pub(crate) fn sign(&self, alg: &str, msg: &[u8]) -> Result<Vec<u8>> {
         let sig = match &self.kind {
             PrivateKind::Ed25519(kp) => kp.sign(msg).as_ref().to_vec(),
-            PrivateKind::Rsa(kp) => {
+            PrivateKind::Rsa(_, Some(legacy)) if alg == "ssh-rsa" => sign_ssh_rsa(legacy, msg)?,
+            PrivateKind::Rsa(kp, _) => {
                 let enc = match alg {
                     "rsa-sha2-512" => &signature::RSA_PKCS1_SHA512,
                     "rsa-sha2-256" => &signature::RSA_PKCS1_SHA256,
@@ -325,6 +356,11 @@ mod tests {
         }
         let sig = k.sign("rsa-sha2-256", b"x").unwrap();
         assert!(pk.verify("rsa-sha2-512", b"x", &sig).is_err());
+        // ssh-rsa: signed by the rsa crate, verified by aws-lc-rs.
+        let sig = k.sign("ssh-rsa", b"exchange hash").unwrap();
+        pk.verify("ssh-rsa", b"exchange hash", &sig).unwrap();
+        assert!(pk.verify("ssh-rsa", b"exchange hasi", &sig).is_err());
+        assert!(pk.verify("rsa-sha2-256", b"exchange hash", &sig).is_err());
         let der = k.to_pkcs8().unwrap();
         assert_eq!(PrivateKey::from_pkcs8(&der).unwrap().public_key(), &pk);
     }

@@ -3,6 +3,7 @@
 mod channel;
 mod cipher;
 mod config;
+mod dh;
 mod driver;
 mod error;
 mod kex;
@@ -19,5 +20,6 @@ pub use driver::{
     direct_tcpip_extra, parse_direct_tcpip_extra,
 };
 pub use error::{Error, ErrorKind, Result};
+pub use kex::KexAlg;
 pub use keys::{PrivateKey, PublicKey};
 pub use session::{ChannelRead, Event, RequestId, Session};

@@ -244,6 +244,9 @@ impl Session {
         if config.ciphers.is_empty() {
             return Err(Error::Config("no ciphers configured".into()));
         }
+        if config.kex.is_empty() {
+            return Err(Error::Config("no key exchange methods configured".into()));
+        }
         if !config.version.starts_with("SSH-2.0-") || config.version.len() > 253 {
             return Err(Error::Config(
                 "version must start with SSH-2.0- and fit 255 bytes".into(),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use psiphon_ssh::{
-    CipherAlg, ClientAuth, ClientConfig, Connection, ErrorKind, Incoming, MacAlg, PrivateKey,
-    ServerConfig, parse_direct_tcpip_extra,
+    CipherAlg, ClientAuth, ClientConfig, Connection, ErrorKind, Incoming, KexAlg, MacAlg,
+    PrivateKey, ServerConfig, parse_direct_tcpip_extra,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -144,17 +144,99 @@ async fn every_cipher_and_mac_works() {
             MacAlg::ALL.into_iter().map(Some).collect()
         };
         for mac in macs {
+            // Each forced alone on both sides.
             let mut c = client_config(&host);
+            let mut s = server_config(host.clone());
             c.common.ciphers = vec![cipher];
+            s.common.ciphers = vec![cipher];
             if let Some(m) = mac {
                 c.common.macs = vec![m];
+                s.common.macs = vec![m];
             }
-            let (client, server) = pair(c, server_config(host.clone())).await;
+            let (client, server) = pair(c, s).await;
             let client = client.unwrap_or_else(|e| panic!("{cipher:?}/{mac:?}: {e}"));
             tokio::spawn(serve(server.unwrap()));
             echo_roundtrip(&client, 300_000).await;
         }
     }
+}
+
+/// Every key exchange method, forced alone on both sides, through the first exchange (strict
+/// KEX and ext-info on) and a rekey, with a CTR cipher and an SHA-1 MAC to mix hash lengths.
+#[tokio::test]
+async fn every_kex_method_works_and_rekeys() {
+    let host = Arc::new(PrivateKey::generate_ed25519().unwrap());
+    for kex in KexAlg::ALL {
+        for (cipher, mac) in [
+            (CipherAlg::Aes128Gcm, MacAlg::HmacSha256Etm),
+            (CipherAlg::Aes256Ctr, MacAlg::HmacSha1),
+        ] {
+            let mut c = client_config(&host);
+            let mut s = server_config(host.clone());
+            c.common.kex = vec![kex];
+            s.common.kex = vec![kex];
+            c.common.ciphers = vec![cipher];
+            c.common.macs = vec![mac];
+            let (client, server) = pair(c, s).await;
+            let client = client.unwrap_or_else(|e| panic!("{kex:?}: {e}"));
+            tokio::spawn(serve(server.unwrap()));
+            echo_roundtrip(&client, 20_000).await;
+            client.handle().rekey().unwrap();
+            echo_roundtrip(&client, 20_000).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn disjoint_kex_lists_fail_with_no_common_algorithm() {
+    let host = Arc::new(PrivateKey::generate_ed25519().unwrap());
+    let mut c = client_config(&host);
+    let mut s = server_config(host.clone());
+    c.common.kex = vec![KexAlg::Curve25519];
+    s.common.kex = vec![KexAlg::EcdhP256, KexAlg::Dh14Sha1];
+    let (client, _server) = pair(c, s).await;
+    let err = client.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            psiphon_ssh::Error::NoCommonAlgorithm {
+                what: "key exchange",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// A client that accepts only `ssh-rsa` (as some psiphon-tunnel-core dials do) gets an
+/// RSA/SHA-1 host key signature from our server; the other RSA names still work.
+#[tokio::test]
+async fn ssh_rsa_host_key_signature() {
+    let host = Arc::new(PrivateKey::generate_rsa(2048).unwrap());
+    for alg in ["ssh-rsa", "rsa-sha2-256", "rsa-sha2-512"] {
+        let mut c = client_config(&host);
+        c.host_key_algorithms = vec![alg];
+        let (client, server) = pair(c, server_config(host.clone())).await;
+        let client = client.unwrap_or_else(|e| panic!("{alg}: {e}"));
+        tokio::spawn(serve(server.unwrap()));
+        echo_roundtrip(&client, 10_000).await;
+    }
+    // An Ed25519-only server cannot satisfy an ssh-rsa-only client.
+    let ed = Arc::new(PrivateKey::generate_ed25519().unwrap());
+    let mut c = client_config(&ed);
+    c.host_key_algorithms = vec!["ssh-rsa"];
+    let (client, _server) = pair(c, server_config(ed.clone())).await;
+    let err = client.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            psiphon_ssh::Error::NoCommonAlgorithm {
+                what: "host key",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use common::{Watched, drain_hash, free_port, have_openssh, keygen, origin, socks5_connect};
 use psiphon_ssh::{
-    CipherAlg, ClientAuth, ClientConfig, Connection, Incoming, MacAlg, PrivateKey, PublicKey,
-    ServerConfig, parse_direct_tcpip_extra,
+    CipherAlg, ClientAuth, ClientConfig, Connection, Incoming, KexAlg, MacAlg, PrivateKey,
+    PublicKey, ServerConfig, parse_direct_tcpip_extra,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
@@ -121,8 +121,14 @@ fn ssh_client(dir: &Path, server_port: u16, extra: &[String]) -> Watched {
 }
 
 async fn fetch_via_local_forward(cipher_args: &[&str]) {
+    fetch_via_local_forward_sized(cipher_args, SIXTY_FOUR_MIB, &[]).await;
+}
+
+/// As [`fetch_via_local_forward`] with `size` bytes, checking that `ssh -v`'s log has each of
+/// `expect_in_log` (the algorithms it reports negotiating).
+async fn fetch_via_local_forward_sized(cipher_args: &[&str], size: usize, expect_in_log: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let mut origin = origin(SIXTY_FOUR_MIB).await;
+    let mut origin = origin(size).await;
     let server = start_our_server(1 << 20).await;
     let local = free_port();
     let mut extra: Vec<String> = cipher_args.iter().map(|s| (*s).to_owned()).collect();
@@ -144,10 +150,17 @@ async fn fetch_via_local_forward(cipher_args: &[&str]) {
     let sent = origin.sent.recv().await.unwrap();
     assert_eq!(
         got.0,
-        SIXTY_FOUR_MIB,
+        size,
         "ssh {cipher_args:?}: short transfer; log:\n{}",
         ssh.dump()
     );
+    for needle in expect_in_log {
+        assert!(
+            ssh.dump().contains(needle),
+            "ssh {cipher_args:?}: log lacks {needle:?}:\n{}",
+            ssh.dump()
+        );
+    }
     assert!(got == sent, "ssh {cipher_args:?}: SHA-256 differs");
     let rekeys = ssh.dump().matches("SSH2_MSG_KEXINIT sent").count();
     assert!(
@@ -168,6 +181,56 @@ async fn openssh_client_local_forward_each_cipher() {
     // The CTR ciphers with each non-ETM MAC (the ETM ones are OpenSSH's default choice above).
     fetch_via_local_forward(&["-c", "aes128-ctr", "-m", "hmac-sha2-256"]).await;
     fetch_via_local_forward(&["-c", "aes256-ctr", "-m", "hmac-sha2-512"]).await;
+}
+
+/// `ssh` forcing each of the key exchange methods, ciphers, MACs and the `ssh-rsa` host key
+/// signature that psiphon-tunnel-core's randomised lists can leave as the only choice. 4 MiB
+/// each, with rekeys every 1 MiB; the SHA-1 methods that OpenSSH 9.2 disables by default are
+/// named explicitly, which enables them for the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssh_client_forcing_each_legacy_algorithm() {
+    if !have_openssh() {
+        return;
+    }
+    const FOUR_MIB: usize = 4 << 20;
+    for kex in KexAlg::ALL {
+        let name = kex.name();
+        fetch_via_local_forward_sized(
+            &["-o", &format!("KexAlgorithms={name}")],
+            FOUR_MIB,
+            &[&format!("kex: algorithm: {name}")],
+        )
+        .await;
+    }
+    for (cipher, mac) in [
+        ("aes192-ctr", "hmac-sha2-256"),
+        ("aes192-ctr", "hmac-sha2-512-etm@openssh.com"),
+        ("aes128-ctr", "hmac-sha1"),
+        ("aes256-ctr", "hmac-sha1-96"),
+        ("aes192-ctr", "hmac-sha1"),
+    ] {
+        fetch_via_local_forward_sized(
+            &["-c", cipher, "-m", mac],
+            FOUR_MIB,
+            &[&format!("server->client cipher: {cipher} MAC: {mac} ")],
+        )
+        .await;
+    }
+    fetch_via_local_forward_sized(
+        &[
+            "-o",
+            "HostKeyAlgorithms=ssh-rsa",
+            "-o",
+            "KexAlgorithms=diffie-hellman-group14-sha1",
+            "-c",
+            "aes128-ctr",
+            "-m",
+            "hmac-sha1",
+        ],
+        FOUR_MIB,
+        &["kex: host key algorithm: ssh-rsa"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,6 +266,11 @@ struct Sshd {
 }
 
 async fn start_sshd(host_key_type: &str, client_key: &PrivateKey) -> Sshd {
+    start_sshd_with(host_key_type, client_key, "").await
+}
+
+/// As [`start_sshd`] with extra `sshd_config` lines.
+async fn start_sshd_with(host_key_type: &str, client_key: &PrivateKey, extra: &str) -> Sshd {
     let dir = tempfile::tempdir().unwrap();
     let host_key = keygen(dir.path(), "host_key", host_key_type);
     let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
@@ -218,7 +286,7 @@ async fn start_sshd(host_key_type: &str, client_key: &PrivateKey) -> Sshd {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nAuthorizedKeysFile {}\n\
              StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nUsePAM no\n\
-             AllowTcpForwarding yes\nRekeyLimit 1M\nLogLevel DEBUG\n",
+             AllowTcpForwarding yes\nRekeyLimit 1M\nLogLevel DEBUG\n{extra}",
             host_key.display(),
             auth.display()
         ),
@@ -255,6 +323,17 @@ async fn our_client(
     cipher: CipherAlg,
     mac: Option<MacAlg>,
 ) -> Connection {
+    our_client_with(sshd, key, cipher, mac, |_| {}).await
+}
+
+/// As [`our_client`], with `tweak` applied to the client's configuration last.
+async fn our_client_with(
+    sshd: &Sshd,
+    key: Arc<PrivateKey>,
+    cipher: CipherAlg,
+    mac: Option<MacAlg>,
+    tweak: impl FnOnce(&mut ClientConfig),
+) -> Connection {
     let tcp = TcpStream::connect(("127.0.0.1", sshd.port)).await.unwrap();
     tcp.set_nodelay(true).unwrap();
     let mut cfg = ClientConfig::new(
@@ -267,6 +346,7 @@ async fn our_client(
         cfg.common.macs = vec![m];
     }
     cfg.common.rekey_bytes = 1 << 20;
+    tweak(&mut cfg);
     tokio::time::timeout(Duration::from_secs(20), psiphon_ssh::connect(tcp, cfg))
         .await
         .expect("handshake with sshd timed out")
@@ -319,6 +399,78 @@ async fn our_client_to_sshd_each_cipher() {
         assert!(
             log.matches("rekeying").count() + log.matches("KEX done").count() >= 2,
             "no rekey seen"
+        );
+    }
+}
+
+/// Our client forcing each key exchange method, the new cipher and MACs, and an `ssh-rsa`
+/// host key signature against `sshd`, whose config enables the SHA-1 ones OpenSSH 9.2 leaves
+/// out by default. 4 MiB each through a forward, rekeying every 1 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_to_sshd_forcing_each_legacy_algorithm() {
+    if !have_openssh() {
+        return;
+    }
+    const FOUR_MIB: usize = 4 << 20;
+    let mut origin = origin(FOUR_MIB).await;
+    let key = Arc::new(PrivateKey::generate_ed25519().unwrap());
+    let sshd = start_sshd_with(
+        "rsa",
+        &key,
+        "KexAlgorithms +diffie-hellman-group14-sha1\nMACs +hmac-sha1-96\n\
+         HostKeyAlgorithms +ssh-rsa\n",
+    )
+    .await;
+    type Tweak = Box<dyn FnOnce(&mut ClientConfig)>;
+    let mut cases: Vec<(String, CipherAlg, Option<MacAlg>, Tweak)> = Vec::new();
+    for kex in KexAlg::ALL {
+        cases.push((
+            format!("kex: algorithm: {}", kex.name()),
+            CipherAlg::Aes128Gcm,
+            None,
+            Box::new(move |c: &mut ClientConfig| c.common.kex = vec![kex]),
+        ));
+    }
+    for (cipher, mac) in [
+        (CipherAlg::Aes192Ctr, MacAlg::HmacSha256Etm),
+        (CipherAlg::Aes128Ctr, MacAlg::HmacSha1),
+        (CipherAlg::Aes256Ctr, MacAlg::HmacSha1_96),
+        (CipherAlg::Aes192Ctr, MacAlg::HmacSha1),
+    ] {
+        cases.push((
+            format!(
+                "client->server cipher: {} MAC: {} ",
+                cipher.name(),
+                mac.name()
+            ),
+            cipher,
+            Some(mac),
+            Box::new(|_: &mut ClientConfig| {}),
+        ));
+    }
+    cases.push((
+        "kex: host key algorithm: ssh-rsa".to_owned(),
+        CipherAlg::Aes256Gcm,
+        None,
+        Box::new(|c: &mut ClientConfig| c.host_key_algorithms = vec!["ssh-rsa"]),
+    ));
+    for (needle, cipher, mac, tweak) in cases {
+        let conn = our_client_with(&sshd, key.clone(), cipher, mac, tweak).await;
+        let ch = conn
+            .handle()
+            .open_direct_tcpip("127.0.0.1", origin.port)
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(120), drain_hash(ch))
+            .await
+            .expect("stalled");
+        let sent = origin.sent.recv().await.unwrap();
+        assert_eq!(got.0, FOUR_MIB, "{needle}");
+        assert!(got == sent, "{needle}: SHA-256 differs");
+        assert!(
+            sshd._proc.dump().contains(&needle),
+            "sshd log lacks {needle:?}:\n{}",
+            sshd._proc.dump()
         );
     }
 }

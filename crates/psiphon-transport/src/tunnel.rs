@@ -21,6 +21,9 @@ pub trait TunnelDialer: Send + Sync + std::fmt::Debug {
     /// Wraps a connected stream into the one SSH runs over (no I/O yet: obfuscation layers
     /// send their first bytes with SSH's). Errors say what the entry lacks.
     fn wrap(&self, entry: &ServerEntry, stream: BoxIo) -> Result<BoxIo, String>;
+    /// Whether SSH runs under an obfuscation layer (then no encrypt-then-MAC is offered, as
+    /// tunnel-core does: ETM leaves packet lengths in clear).
+    fn obfuscated_ssh(&self) -> bool;
 }
 
 /// Why an accepted connection did not become a tunnel stream. Deliberately uninformative:
@@ -52,6 +55,10 @@ pub struct Ssh;
 impl TunnelDialer for Ssh {
     fn protocol(&self) -> TunnelProtocol {
         TunnelProtocol::Ssh
+    }
+
+    fn obfuscated_ssh(&self) -> bool {
+        false
     }
 
     fn wrap(&self, _entry: &ServerEntry, stream: BoxIo) -> Result<BoxIo, String> {
@@ -96,6 +103,10 @@ impl Ossh {
 impl TunnelDialer for Ossh {
     fn protocol(&self) -> TunnelProtocol {
         TunnelProtocol::Ossh
+    }
+
+    fn obfuscated_ssh(&self) -> bool {
+        true
     }
 
     fn wrap(&self, entry: &ServerEntry, stream: BoxIo) -> Result<BoxIo, String> {

@@ -583,6 +583,9 @@ impl Controller {
             });
         }
         monitors.abort_all();
+        // Wait for the aborted monitors to be gone, so everything they hold (tunnels, the
+        // datastore) is released when `run` returns.
+        while monitors.join_next().await.is_some() {}
         let _ = me.active.send(Vec::new());
     }
 

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use super::{Event, Phase, Role, Session};
 use crate::cipher::{DirectionKeys, Opener, Sealer};
+use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::kex::{self, Ephemeral, HashInput, KexInit, Negotiated, Offer};
 use crate::keys::PublicKey;
@@ -53,9 +54,12 @@ impl KexState {
 impl Session {
     fn offer(&self) -> Offer {
         let host_key = match &self.role {
-            Role::Client { .. } => {
-                vec!["ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
-            }
+            Role::Client { config, .. } => config
+                .host_key_algorithms
+                .iter()
+                .copied()
+                .filter(|a| ClientConfig::HOST_KEY_ALGORITHMS.contains(a))
+                .collect(),
             Role::Server { config, .. } => {
                 let mut v: Vec<&'static str> = Vec::new();
                 for k in &config.host_keys {
@@ -69,7 +73,7 @@ impl Session {
             }
         };
         Offer {
-            kex: vec![kex::KEX_CURVE25519, kex::KEX_CURVE25519_LIBSSH],
+            kex: self.config.kex.clone(),
             host_key,
             ciphers: self.config.ciphers.clone(),
             macs: self.config.macs.clone(),
@@ -139,9 +143,10 @@ impl Session {
         if self.session_id.is_none() {
             self.strict = n.strict;
         }
+        let method = n.kex;
         *negotiated = Some(n);
         if is_client {
-            let eph = Ephemeral::generate()?;
+            let eph = Ephemeral::generate(method)?;
             let mut p = Vec::new();
             p.put_u8(msg::KEX_ECDH_INIT);
             p.put_string(&eph.public);
@@ -197,23 +202,26 @@ impl Session {
             .find(|k| k.signing_algorithms().contains(&n.host_key))
             .cloned()
             .ok_or(Error::Internal("negotiated host key missing"))?;
-        let eph = Ephemeral::generate()?;
+        let eph = Ephemeral::generate(n.kex)?;
         let q_s = eph.public.clone();
         let k = eph.agree(&q_c)?;
         let peer_version = self
             .peer_version
             .clone()
             .ok_or(Error::Internal("no peer version"))?;
-        let h = kex::exchange_hash(&HashInput {
-            v_c: &peer_version,
-            v_s: &self.our_version,
-            i_c: theirs,
-            i_s: ours,
-            k_s: key.public_key().blob(),
-            q_c: &q_c,
-            q_s: &q_s,
-            k: &k,
-        });
+        let h = kex::exchange_hash(
+            n.kex,
+            &HashInput {
+                v_c: &peer_version,
+                v_s: &self.our_version,
+                i_c: theirs,
+                i_s: ours,
+                k_s: key.public_key().blob(),
+                q_c: &q_c,
+                q_s: &q_s,
+                k: &k,
+            },
+        );
         let sig = key.sign(n.host_key, &h)?;
         let mut p = Vec::new();
         p.put_u8(msg::KEX_ECDH_REPLY);
@@ -259,16 +267,19 @@ impl Session {
             .peer_version
             .clone()
             .ok_or(Error::Internal("no peer version"))?;
-        let h = kex::exchange_hash(&HashInput {
-            v_c: &self.our_version,
-            v_s: &peer_version,
-            i_c: &i_c,
-            i_s: &i_s,
-            k_s,
-            q_c: &q_c,
-            q_s,
-            k: &k,
-        });
+        let h = kex::exchange_hash(
+            n.kex,
+            &HashInput {
+                v_c: &self.our_version,
+                v_s: &peer_version,
+                i_c: &i_c,
+                i_s: &i_s,
+                k_s,
+                q_c: &q_c,
+                q_s,
+                k: &k,
+            },
+        );
         host_key.verify(n.host_key, &h, sig)?;
         match &self.host_key {
             None => {
@@ -304,7 +315,7 @@ impl Session {
             (s2c, c2s)
         };
         tracing::debug!(
-            kex = n.kex,
+            kex = n.kex.name(),
             host_key = n.host_key,
             cipher_out = outgoing.cipher.name(),
             cipher_in = incoming.cipher.name(),
@@ -322,7 +333,7 @@ impl Session {
             p.put_u8(msg::EXT_INFO);
             p.put_u32(1);
             p.put_string(b"server-sig-algs");
-            p.put_string(b"ssh-ed25519,rsa-sha2-256,rsa-sha2-512");
+            p.put_string(b"ssh-ed25519,rsa-sha2-256,rsa-sha2-512,ssh-rsa");
             self.seal(&p)?;
         }
         self.kex = KexState::AwaitNewKeys { incoming };
