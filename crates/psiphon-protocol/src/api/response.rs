@@ -4,8 +4,101 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::cbor::{self, Cbor};
 use crate::error::{Error, Result};
 use crate::gojson;
+
+/// CBOR keys of the handshake response fields (tunnel-core's `keyasint` tags).
+mod key {
+    pub const HOMEPAGES: u64 = 1;
+    pub const UPGRADE_CLIENT_VERSION: u64 = 2;
+    pub const PAGE_VIEW_REGEXES: u64 = 3;
+    pub const HTTPS_REQUEST_REGEXES: u64 = 4;
+    pub const ENCODED_SERVER_LIST: u64 = 5;
+    pub const CLIENT_REGION: u64 = 6;
+    pub const CLIENT_ADDRESS: u64 = 7;
+    pub const SERVER_TIMESTAMP: u64 = 8;
+    pub const ACTIVE_AUTHORIZATION_IDS: u64 = 9;
+    pub const TACTICS_PAYLOAD: u64 = 10;
+    pub const TACTICS_PAYLOAD_COMPRESSION: u64 = 11;
+    pub const UPSTREAM_BYTES_PER_SECOND: u64 = 12;
+    pub const DOWNSTREAM_BYTES_PER_SECOND: u64 = 13;
+    pub const STEERING_IP: u64 = 14;
+    pub const PADDING: u64 = 15;
+}
+
+fn cbor_strings(values: &[String]) -> Cbor {
+    Cbor::Array(values.iter().cloned().map(Cbor::Text).collect())
+}
+
+fn cbor_string_maps(values: &[BTreeMap<String, String>]) -> Cbor {
+    Cbor::Array(
+        values
+            .iter()
+            .map(|m| {
+                Cbor::Map(
+                    m.iter()
+                        .map(|(k, v)| (Cbor::Text(k.clone()), Cbor::Text(v.clone())))
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+const CBOR_WHAT: &str = "CBOR handshake response";
+
+fn cbor_shape(name: &str, expected: &str) -> Error {
+    Error::JsonShape {
+        what: CBOR_WHAT,
+        reason: format!("{name}: expected {expected}"),
+    }
+}
+
+fn cbor_text(name: &str, v: Cbor) -> Result<String> {
+    match v {
+        Cbor::Text(s) => Ok(s),
+        Cbor::Null => Ok(String::new()),
+        _ => Err(cbor_shape(name, "text")),
+    }
+}
+
+fn cbor_texts(name: &str, v: Cbor) -> Result<Vec<String>> {
+    match v {
+        Cbor::Array(items) => items.into_iter().map(|i| cbor_text(name, i)).collect(),
+        Cbor::Null => Ok(Vec::new()),
+        _ => Err(cbor_shape(name, "an array of text")),
+    }
+}
+
+fn cbor_text_maps(name: &str, v: Cbor) -> Result<Vec<BTreeMap<String, String>>> {
+    match v {
+        Cbor::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Cbor::Map(pairs) => pairs
+                    .into_iter()
+                    .map(|(k, v)| Ok((cbor_text(name, k)?, cbor_text(name, v)?)))
+                    .collect(),
+                Cbor::Null => Ok(BTreeMap::new()),
+                _ => Err(cbor_shape(name, "an array of maps")),
+            })
+            .collect(),
+        Cbor::Null => Ok(Vec::new()),
+        _ => Err(cbor_shape(name, "an array of maps")),
+    }
+}
+
+fn cbor_int(name: &str, v: Cbor) -> Result<i64> {
+    match v {
+        Cbor::Unsigned(n) => i64::try_from(n).map_err(|_| cbor_shape(name, "a 64-bit integer")),
+        Cbor::Negative(n) => i64::try_from(n)
+            .map(|n| -1 - n)
+            .map_err(|_| cbor_shape(name, "a 64-bit integer")),
+        Cbor::Null => Ok(0),
+        _ => Err(cbor_shape(name, "an integer")),
+    }
+}
 
 /// Most padding psiphond adds to a response (`pad_response` is clamped to it).
 pub const PADDING_MAX_BYTES: usize = 16 * 1024;
@@ -232,6 +325,131 @@ impl HandshakeResponse {
         put_string(&mut f, "steering_ip", &self.steering_ip);
         put_string(&mut f, "padding", &self.padding);
         write_struct(f)
+    }
+
+    /// The CBOR body tunnel-core's server sends when the request carried
+    /// `psiphon_api_response_version` = "1": a canonical CBOR map from the integer keys of
+    /// tunnel-core's `HandshakeResponse` to the fields, empty ones left out as in
+    /// [`HandshakeResponse::to_json`]; `tactics_payload` is its JSON text as a byte string.
+    pub fn to_cbor(&self) -> Vec<u8> {
+        let mut m: Vec<(Cbor, Cbor)> = Vec::new();
+        let mut put = |k: u64, v: Cbor| m.push((Cbor::Unsigned(k), v));
+        let text = |s: &str| (!s.is_empty()).then(|| Cbor::Text(s.to_owned()));
+        let texts = |v: &[String]| (!v.is_empty()).then(|| cbor_strings(v));
+        let maps = |v: &[BTreeMap<String, String>]| (!v.is_empty()).then(|| cbor_string_maps(v));
+        let int = |i: i64| (i != 0).then(|| Cbor::int(i));
+        let fields = [
+            (key::HOMEPAGES, texts(&self.homepages)),
+            (
+                key::UPGRADE_CLIENT_VERSION,
+                text(&self.upgrade_client_version),
+            ),
+            (key::PAGE_VIEW_REGEXES, maps(&self.page_view_regexes)),
+            (
+                key::HTTPS_REQUEST_REGEXES,
+                maps(&self.https_request_regexes),
+            ),
+            (key::ENCODED_SERVER_LIST, texts(&self.encoded_server_list)),
+            (key::CLIENT_REGION, text(&self.client_region)),
+            (key::CLIENT_ADDRESS, text(&self.client_address)),
+            (key::SERVER_TIMESTAMP, text(&self.server_timestamp)),
+            (
+                key::ACTIVE_AUTHORIZATION_IDS,
+                texts(&self.active_authorization_ids),
+            ),
+            (
+                key::TACTICS_PAYLOAD,
+                self.tactics_payload
+                    .as_ref()
+                    .map(|p| Cbor::Bytes(gojson::to_ordered_string(p).into_bytes())),
+            ),
+            (
+                key::TACTICS_PAYLOAD_COMPRESSION,
+                int(i64::from(self.tactics_payload_compression)),
+            ),
+            (
+                key::UPSTREAM_BYTES_PER_SECOND,
+                int(self.upstream_bytes_per_second),
+            ),
+            (
+                key::DOWNSTREAM_BYTES_PER_SECOND,
+                int(self.downstream_bytes_per_second),
+            ),
+            (key::STEERING_IP, text(&self.steering_ip)),
+            (key::PADDING, text(&self.padding)),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                put(k, v);
+            }
+        }
+        cbor::encode(&Cbor::Map(m))
+    }
+
+    /// Parses a CBOR response (unknown keys ignored, `null` as empty), as a client that
+    /// asked with `psiphon_api_response_version` = "1" must.
+    pub fn from_cbor(body: &[u8]) -> Result<HandshakeResponse> {
+        let item = cbor::decode(body).map_err(|source| Error::Cbor {
+            what: CBOR_WHAT,
+            source,
+        })?;
+        let Cbor::Map(pairs) = item else {
+            return Err(Error::JsonShape {
+                what: CBOR_WHAT,
+                reason: "not a CBOR map".to_owned(),
+            });
+        };
+        let mut r = HandshakeResponse::default();
+        for (k, v) in pairs {
+            let Cbor::Unsigned(k) = k else { continue };
+            match k {
+                key::HOMEPAGES => r.homepages = cbor_texts("homepages", v)?,
+                key::UPGRADE_CLIENT_VERSION => {
+                    r.upgrade_client_version = cbor_text("upgrade_client_version", v)?;
+                }
+                key::PAGE_VIEW_REGEXES => {
+                    r.page_view_regexes = cbor_text_maps("page_view_regexes", v)?;
+                }
+                key::HTTPS_REQUEST_REGEXES => {
+                    r.https_request_regexes = cbor_text_maps("https_request_regexes", v)?;
+                }
+                key::ENCODED_SERVER_LIST => {
+                    r.encoded_server_list = cbor_texts("encoded_server_list", v)?;
+                }
+                key::CLIENT_REGION => r.client_region = cbor_text("client_region", v)?,
+                key::CLIENT_ADDRESS => r.client_address = cbor_text("client_address", v)?,
+                key::SERVER_TIMESTAMP => r.server_timestamp = cbor_text("server_timestamp", v)?,
+                key::ACTIVE_AUTHORIZATION_IDS => {
+                    r.active_authorization_ids = cbor_texts("active_authorization_ids", v)?;
+                }
+                key::TACTICS_PAYLOAD => {
+                    r.tactics_payload = match v {
+                        Cbor::Bytes(b) if b.is_empty() => None,
+                        Cbor::Bytes(b) => {
+                            Some(gojson::from_slice(&b).map_err(Error::json("tactics_payload"))?)
+                                .filter(|p| !p.is_null())
+                        }
+                        Cbor::Null => None,
+                        _ => return Err(cbor_shape("tactics_payload", "a byte string")),
+                    };
+                }
+                key::TACTICS_PAYLOAD_COMPRESSION => {
+                    r.tactics_payload_compression =
+                        i32::try_from(cbor_int("tactics_payload_compression", v)?)
+                            .map_err(|_| cbor_shape("tactics_payload_compression", "an int32"))?;
+                }
+                key::UPSTREAM_BYTES_PER_SECOND => {
+                    r.upstream_bytes_per_second = cbor_int("upstream_bytes_per_second", v)?;
+                }
+                key::DOWNSTREAM_BYTES_PER_SECOND => {
+                    r.downstream_bytes_per_second = cbor_int("downstream_bytes_per_second", v)?;
+                }
+                key::STEERING_IP => r.steering_ip = cbor_text("steering_ip", v)?,
+                key::PADDING => r.padding = cbor_text("padding", v)?,
+                _ => {}
+            }
+        }
+        Ok(r)
     }
 
     /// Parses a JSON response (field names matched case-insensitively, unknown fields
