@@ -5,8 +5,8 @@
 //! and length heads need not be shortest, indefinite-length strings, arrays and maps are
 //! accepted, half/single/double floats all read as `f64`. It is bounded: at most
 //! [`MAX_DEPTH`] levels of nesting and [`MAX_ITEMS`] elements per array or map (fxamacker's
-//! defaults), and no length is believed beyond the bytes actually present, so a hostile
-//! length cannot make it allocate. Text must be valid UTF-8, as fxamacker requires.
+//! defaults), at most [`MAX_TOTAL_ITEMS`] items in all, and no length is believed beyond the
+//! bytes actually present, so a hostile length cannot make it allocate. Text must be valid UTF-8, as fxamacker requires.
 //!
 //! Encoding is CTAP2-canonical, as tunnel-core's `CBOREncoding`: shortest integer and length
 //! heads, definite lengths, map keys sorted by their encoded bytes (length first, then
@@ -16,6 +16,10 @@
 pub const MAX_DEPTH: usize = 32;
 /// Most elements (or key/value pairs) in one array or map the decoder accepts.
 pub const MAX_ITEMS: u64 = 131_072;
+/// Most data items in one document the decoder accepts, which bounds the memory a small
+/// hostile input can make it use (each item costs a few dozen bytes decoded). Psiphon API
+/// requests hold a few hundred.
+pub const MAX_TOTAL_ITEMS: usize = 65_536;
 
 /// A CBOR data item.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,8 +95,9 @@ pub enum CborError {
     /// Nesting deeper than [`MAX_DEPTH`].
     #[error("CBOR nesting exceeds {MAX_DEPTH} levels")]
     TooDeep,
-    /// An array or map with more than [`MAX_ITEMS`] elements.
-    #[error("CBOR array or map exceeds {MAX_ITEMS} elements")]
+    /// An array or map with more than [`MAX_ITEMS`] elements, or a document with more than
+    /// [`MAX_TOTAL_ITEMS`] items.
+    #[error("CBOR data has too many items")]
     TooManyItems,
     /// A text string that is not UTF-8.
     #[error("CBOR text string at byte {0} is not valid UTF-8")]
@@ -101,7 +106,11 @@ pub enum CborError {
 
 /// Decodes exactly one item filling `input`.
 pub fn decode(input: &[u8]) -> Result<Cbor, CborError> {
-    let mut d = Decoder { input, pos: 0 };
+    let mut d = Decoder {
+        input,
+        pos: 0,
+        items: 0,
+    };
     let item = d.item(0)?;
     if d.pos != input.len() {
         return Err(CborError::TrailingBytes(input.len() - d.pos));
@@ -112,6 +121,7 @@ pub fn decode(input: &[u8]) -> Result<Cbor, CborError> {
 struct Decoder<'a> {
     input: &'a [u8],
     pos: usize,
+    items: usize,
 }
 
 /// An initial byte's argument: a value, or "indefinite length".
@@ -212,6 +222,10 @@ impl Decoder<'_> {
     fn item(&mut self, depth: usize) -> Result<Cbor, CborError> {
         if depth > MAX_DEPTH {
             return Err(CborError::TooDeep);
+        }
+        self.items += 1;
+        if self.items > MAX_TOTAL_ITEMS {
+            return Err(CborError::TooManyItems);
         }
         let at = self.pos;
         let initial = self.byte()?;
@@ -509,5 +523,10 @@ mod tests {
         assert!(decode(&ok).is_ok());
         let tags = [vec![0xc6; 100], vec![0x00]].concat();
         assert_eq!(decode(&tags), Err(CborError::TooDeep));
+        // 100 000 one-byte items in one array: within MAX_ITEMS, beyond MAX_TOTAL_ITEMS.
+        let many = [vec![0x9a, 0x00, 0x01, 0x86, 0xa0], vec![0x00; 100_000]].concat();
+        assert_eq!(decode(&many), Err(CborError::TooManyItems));
+        let fine = [vec![0x99, 0x10, 0x00], vec![0x00; 4096]].concat();
+        assert!(decode(&fine).is_ok());
     }
 }

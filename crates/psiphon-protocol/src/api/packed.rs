@@ -27,9 +27,9 @@ use crate::server_entry::go_base64_decode;
 /// packing version.
 pub const PACKED_API_PARAMETERS_PREFIX: [u8; 2] = [0x00, 0x01];
 
-/// Largest packed body [`decode_packed_params`] reads. SSH packets bound a request's size
-/// far below this already; the limit keeps the decoder's work bounded on its own.
-pub const MAX_PACKED_PARAMS_BYTES: usize = 1024 * 1024;
+/// Largest packed body [`decode_packed_params`] reads: an SSH packet's maximum, which bounds
+/// every request already; the limit keeps the decoder's work bounded on its own.
+pub const MAX_PACKED_PARAMS_BYTES: usize = 256 * 1024;
 
 /// Why packed parameters could not be decoded or encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
