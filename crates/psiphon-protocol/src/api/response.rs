@@ -48,6 +48,83 @@ fn cbor_string_maps(values: &[BTreeMap<String, String>]) -> Cbor {
 
 const CBOR_WHAT: &str = "CBOR handshake response";
 
+/// tunnel-core's `tactics.Payload` keys.
+const TACTICS_TAG: u64 = 1;
+const TACTICS_TACTICS: u64 = 2;
+const TACTICS_COMPRESSION: u64 = 3;
+
+/// The JSON-form tactics payload (`{"Tag", "Tactics", "TacticsCompression"}`) as tunnel-core
+/// CBOR-marshals `tactics.Payload`, `Tactics` as uncompressed JSON text.
+fn tactics_payload_to_cbor(payload: &Value) -> Cbor {
+    let mut m = Vec::new();
+    if let Some(tag) = payload.get("Tag").and_then(Value::as_str)
+        && !tag.is_empty()
+    {
+        m.push((Cbor::Unsigned(TACTICS_TAG), Cbor::Text(tag.to_owned())));
+    }
+    if let Some(tactics) = payload.get("Tactics").filter(|t| !t.is_null()) {
+        m.push((
+            Cbor::Unsigned(TACTICS_TACTICS),
+            Cbor::Bytes(gojson::to_ordered_string(tactics).into_bytes()),
+        ));
+    }
+    if let Some(c) = payload
+        .get("TacticsCompression")
+        .and_then(Value::as_i64)
+        .filter(|c| *c != 0)
+    {
+        m.push((Cbor::Unsigned(TACTICS_COMPRESSION), Cbor::int(c)));
+    }
+    Cbor::Bytes(cbor::encode(&Cbor::Map(m)))
+}
+
+/// Reads a CBOR tactics payload back into the JSON form. Compressed `Tactics` are refused
+/// (this crate has no tactics decompression).
+fn tactics_payload_from_cbor(bytes: &[u8]) -> Result<Option<Value>> {
+    let item = cbor::decode(bytes).map_err(|source| Error::Cbor {
+        what: "CBOR tactics payload",
+        source,
+    })?;
+    let pairs = match item {
+        Cbor::Map(pairs) => pairs,
+        Cbor::Null => return Ok(None),
+        _ => return Err(cbor_shape("tactics_payload", "a map")),
+    };
+    let mut tag = String::new();
+    let mut tactics = None;
+    let mut compression = 0;
+    for (k, v) in pairs {
+        match k {
+            Cbor::Unsigned(TACTICS_TAG) => tag = cbor_text("tactics_payload Tag", v)?,
+            Cbor::Unsigned(TACTICS_TACTICS) => {
+                tactics = match v {
+                    Cbor::Bytes(b) => Some(b),
+                    Cbor::Null => None,
+                    _ => return Err(cbor_shape("tactics_payload Tactics", "a byte string")),
+                }
+            }
+            Cbor::Unsigned(TACTICS_COMPRESSION) => {
+                compression = cbor_int("tactics_payload TacticsCompression", v)?;
+            }
+            _ => {}
+        }
+    }
+    if compression != 0 {
+        return Err(cbor_shape("tactics_payload", "uncompressed tactics"));
+    }
+    let mut map = Map::new();
+    map.insert("Tag".to_owned(), Value::String(tag));
+    let tactics = match tactics {
+        Some(b) if !b.is_empty() => {
+            gojson::from_slice(&b).map_err(Error::json("tactics_payload Tactics"))?
+        }
+        _ => Value::Null,
+    };
+    map.insert("Tactics".to_owned(), tactics);
+    map.insert("TacticsCompression".to_owned(), Value::from(0));
+    Ok(Some(Value::Object(map)))
+}
+
 fn cbor_shape(name: &str, expected: &str) -> Error {
     Error::JsonShape {
         what: CBOR_WHAT,
@@ -330,7 +407,13 @@ impl HandshakeResponse {
     /// The CBOR body tunnel-core's server sends when the request carried
     /// `psiphon_api_response_version` = "1": a canonical CBOR map from the integer keys of
     /// tunnel-core's `HandshakeResponse` to the fields, empty ones left out as in
-    /// [`HandshakeResponse::to_json`]; `tactics_payload` is its JSON text as a byte string.
+    /// [`HandshakeResponse::to_json`].
+    ///
+    /// In this form tunnel-core marshals the tactics payload with CBOR too: `tactics_payload`
+    /// is a byte string holding the CBOR map `{1: Tag, 2: Tactics, 3: TacticsCompression}`,
+    /// `Tactics` itself a byte string. This writes the `Tactics` of the JSON-form
+    /// [`HandshakeResponse::tactics_payload`] (`{"Tag", "Tactics", "TacticsCompression"}`)
+    /// as its JSON text, uncompressed.
     pub fn to_cbor(&self) -> Vec<u8> {
         let mut m: Vec<(Cbor, Cbor)> = Vec::new();
         let mut put = |k: u64, v: Cbor| m.push((Cbor::Unsigned(k), v));
@@ -359,9 +442,7 @@ impl HandshakeResponse {
             ),
             (
                 key::TACTICS_PAYLOAD,
-                self.tactics_payload
-                    .as_ref()
-                    .map(|p| Cbor::Bytes(gojson::to_ordered_string(p).into_bytes())),
+                self.tactics_payload.as_ref().map(tactics_payload_to_cbor),
             ),
             (
                 key::TACTICS_PAYLOAD_COMPRESSION,
@@ -425,10 +506,7 @@ impl HandshakeResponse {
                 key::TACTICS_PAYLOAD => {
                     r.tactics_payload = match v {
                         Cbor::Bytes(b) if b.is_empty() => None,
-                        Cbor::Bytes(b) => {
-                            Some(gojson::from_slice(&b).map_err(Error::json("tactics_payload"))?)
-                                .filter(|p| !p.is_null())
-                        }
+                        Cbor::Bytes(b) => tactics_payload_from_cbor(&b)?,
                         Cbor::Null => None,
                         _ => return Err(cbor_shape("tactics_payload", "a byte string")),
                     };
@@ -691,6 +769,36 @@ mod tests {
         assert_eq!(HandshakeResponse::from_json(text.as_bytes()).unwrap(), r);
         assert!(HandshakeResponse::from_json(b"[]").is_err());
         assert!(HandshakeResponse::from_json(br#"{"homepages":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn cbor_tactics_payload_is_cbor() {
+        let r = HandshakeResponse {
+            tactics_payload: Some(
+                json!({"Tag": "t", "Tactics": {"b": 1, "a": "<"}, "TacticsCompression": 0}),
+            ),
+            ..HandshakeResponse::default()
+        };
+        let body = r.to_cbor();
+        // {10: h'{1: "t", 2: h'{"b":1,"a":"\u003c"}'}'}
+        let inner = cbor::encode(&Cbor::Map(vec![
+            (Cbor::Unsigned(1), Cbor::Text("t".to_owned())),
+            (
+                Cbor::Unsigned(2),
+                Cbor::Bytes(br#"{"b":1,"a":"\u003c"}"#.to_vec()),
+            ),
+        ]));
+        let want = cbor::encode(&Cbor::Map(vec![(Cbor::Unsigned(10), Cbor::Bytes(inner))]));
+        assert_eq!(body, want);
+        assert_eq!(HandshakeResponse::from_cbor(&body).unwrap(), r);
+        let compressed = cbor::encode(&Cbor::Map(vec![(
+            Cbor::Unsigned(10),
+            Cbor::Bytes(cbor::encode(&Cbor::Map(vec![(
+                Cbor::Unsigned(3),
+                Cbor::Unsigned(1),
+            )]))),
+        )]));
+        assert!(HandshakeResponse::from_cbor(&compressed).is_err());
     }
 
     #[test]
