@@ -568,7 +568,8 @@ fn pack(conv: Conv, value: &Value) -> Result<Cbor, String> {
 // Authorizations: each is base64 of the JSON
 // {"Authorization":{"ID":b64,"AccessType":s,"Expires":t},"SigningKeyID":b64,"Signature":b64}
 // and packs to the CBOR map {1: ID, 2: AccessType, 3: Expires, 4: SigningKeyID,
-// 5: Signature}, empty fields left out. `Expires` is carried as its RFC 3339 text.
+// 5: Signature}, empty fields left out. `Expires` is carried as RFC 3339 text, in the form
+// Go writes a parsed time back (see `go_rfc3339_nano`).
 
 const AUTH_ID: u64 = 1;
 const AUTH_ACCESS_TYPE: u64 = 2;
@@ -577,6 +578,85 @@ const AUTH_SIGNING_KEY_ID: u64 = 4;
 const AUTH_SIGNATURE: u64 = 5;
 /// Go's zero `time.Time`, which `omitempty` leaves out.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Re-writes an RFC 3339 time as Go does when it parses it (`time.RFC3339`) and writes it
+/// back (`time.RFC3339Nano`): the fraction without trailing zeros (none if zero, at most nine
+/// digits, further ones dropped), the offset kept, `Z` for a zero offset. `None` when Go would
+/// not parse it.
+fn go_rfc3339_nano(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        let digits = b.get(range)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || b.get(10) != Some(&b'T')
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+    {
+        return None;
+    }
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut rest = s.get(19..)?;
+    let mut fraction = String::new();
+    if let Some(after) = rest.strip_prefix(['.', ',']) {
+        let n = after.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        fraction = after.get(..n.min(9))?.trim_end_matches('0').to_owned();
+        rest = after.get(n..)?;
+    }
+    let zone = if rest == "Z" {
+        "Z".to_owned()
+    } else {
+        let zb = rest.as_bytes();
+        if zb.len() != 6 || !matches!(zb[0], b'+' | b'-') || zb[3] != b':' {
+            return None;
+        }
+        let (zh, zm) = (num_of(rest.get(1..3)?)?, num_of(rest.get(4..6)?)?);
+        if zh > 23 || zm > 59 {
+            return None;
+        }
+        if zh == 0 && zm == 0 {
+            "Z".to_owned()
+        } else {
+            rest.to_owned()
+        }
+    };
+    let fraction = if fraction.is_empty() {
+        String::new()
+    } else {
+        format!(".{fraction}")
+    };
+    Some(format!(
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}{zone}"
+    ))
+}
+
+fn num_of(digits: &str) -> Option<u32> {
+    if digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()
+    } else {
+        None
+    }
+}
 
 /// A field of a JSON object, matched case-insensitively as Go's decoder does.
 fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
@@ -635,7 +715,13 @@ fn pack_authorizations(value: &Value) -> Result<Cbor, String> {
         if !access_type.is_empty() {
             pairs.push((Cbor::Unsigned(AUTH_ACCESS_TYPE), Cbor::Text(access_type)));
         }
-        if !expires.is_empty() && expires != ZERO_TIME {
+        // Go parses Expires into a time.Time and writes it back with RFC3339Nano.
+        let expires = if expires.is_empty() {
+            ZERO_TIME.to_owned()
+        } else {
+            go_rfc3339_nano(&expires).ok_or("authorization Expires is not RFC 3339")?
+        };
+        if expires != ZERO_TIME {
             pairs.push((Cbor::Unsigned(AUTH_EXPIRES), Cbor::Text(expires)));
         }
         packed.push(Cbor::Map(pairs));
@@ -671,15 +757,17 @@ fn unpack_authorizations(bytes: &[u8]) -> Result<Value, String> {
                     continue;
                 }
                 Cbor::Unsigned(AUTH_EXPIRES) => {
-                    match value {
-                        Cbor::Text(s) => expires = s,
+                    let text = match value {
+                        Cbor::Text(s) => s,
                         Cbor::Tag(0, inner) => match *inner {
-                            Cbor::Text(s) => expires = s,
+                            Cbor::Text(s) => s,
                             other => return Err(expected("Expires as RFC 3339 text", &other)),
                         },
-                        Cbor::Null => expires = ZERO_TIME.to_owned(),
+                        Cbor::Null => ZERO_TIME.to_owned(),
                         other => return Err(expected("Expires as RFC 3339 text", &other)),
-                    }
+                    };
+                    expires = go_rfc3339_nano(&text)
+                        .ok_or_else(|| "authorization Expires is not RFC 3339".to_owned())?;
                     continue;
                 }
                 // Unknown fields are ignored, as Go's struct decoding does.
@@ -850,6 +938,47 @@ mod tests {
             decode_packed_params(&huge),
             Err(PackedError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn rfc3339_as_go_rewrites_it() {
+        let cases = [
+            ("2026-09-01T00:00:00Z", Some("2026-09-01T00:00:00Z")),
+            (
+                "2026-09-01T00:00:00.500000000Z",
+                Some("2026-09-01T00:00:00.5Z"),
+            ),
+            ("2026-09-01T00:00:00.000Z", Some("2026-09-01T00:00:00Z")),
+            (
+                "2026-09-01T00:00:00,25+02:00",
+                Some("2026-09-01T00:00:00.25+02:00"),
+            ),
+            (
+                "2026-09-01T00:00:00.1234567891Z",
+                Some("2026-09-01T00:00:00.123456789Z"),
+            ),
+            ("2026-09-01T00:00:00+00:00", Some("2026-09-01T00:00:00Z")),
+            (
+                "2024-02-29T23:59:59-05:30",
+                Some("2024-02-29T23:59:59-05:30"),
+            ),
+            ("2023-02-29T00:00:00Z", None),
+            ("2026-09-01t00:00:00Z", None),
+            ("2026-09-01T24:00:00Z", None),
+            ("2026-09-01T00:00:60Z", None),
+            ("2026-09-01T00:00:00", None),
+            ("2026-09-01T00:00:00.Z", None),
+            ("2026-09-01T00:00:00+2:00", None),
+            ("2026-9-01T00:00:00Z", None),
+            ("", None),
+            ("2026-09-01T00:00:00Zé", None),
+            ("2026-09-01T00:00:00+é:00", None),
+            ("2026-09-01T00:00:00+0é:0", None),
+            ("2026-09-01T00:00:00.9é", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(go_rfc3339_nano(input).as_deref(), want, "{input}");
+        }
     }
 
     #[test]
