@@ -752,4 +752,44 @@ mod tests {
             usize::try_from(MAX_REJECTION_EVENTS).unwrap()
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_request_body_is_answered_without_panicking(
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            packed in proptest::prelude::any::<bool>(),
+            name in proptest::sample::select(vec![
+                "psiphon-handshake",
+                "psiphon-connected",
+                "psiphon-status",
+                "psiphon-client-verification",
+            ]),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = EventLog::open(Some(&dir.path().join("log")), "h", Level::Info).unwrap();
+            let psinet = Database::default();
+            let geo = crate::geoip::GeoFields::none();
+            let own = BTreeMap::new();
+            let ctx = ApiContext {
+                psinet: &psinet,
+                log: &log,
+                session_id: "00112233445566778899aabbccddeeff",
+                own_encoded_server_entries: &own,
+                geo: &geo,
+                discovery: None,
+                client_key: None,
+            };
+            let body = if packed {
+                [vec![0x00, 0x01], payload].concat()
+            } else {
+                payload
+            };
+            let mut api = ApiState::default();
+            let hs = base().with_str("relay_protocol", "OSSH").to_packed().unwrap();
+            if name != "psiphon-handshake" {
+                api.handle("psiphon-handshake", &hs, &ctx, UNIX_EPOCH).unwrap();
+            }
+            let _ = api.handle(name, &body, &ctx, UNIX_EPOCH);
+        }
+    }
 }
