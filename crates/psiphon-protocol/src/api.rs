@@ -1,17 +1,27 @@
-//! The Psiphon API over SSH: request names, request parameters (JSON form), server-side
-//! parameter checks, and responses.
+//! The Psiphon API over SSH: request names, request parameters, server-side parameter
+//! checks, and responses.
 //!
-//! Requests are SSH global requests named `psiphon-handshake` and so on, whose payload is
-//! the parameter map as JSON ([`ApiParams::to_json`]); the reply's payload is the response
-//! JSON. Packed CBOR parameters and CBOR responses (`psiphon_api_response_version` = "1")
-//! are not implemented yet: a client using this crate must not send
-//! `psiphon_api_response_version`, and [`ApiParams::from_json`] rejects packed bodies.
+//! Requests are SSH global requests named `psiphon-handshake` and so on. Their payload is
+//! the parameter map, either as JSON ([`ApiParams::to_json`]) or packed CBOR
+//! ([`ApiParams::to_packed`], see [`packed`]); tunnel-core clients send packed CBOR to any
+//! server whose entry has the `ssh-api-requests` capability, and JSON only when configured
+//! with `TargetAPIEncoding: "json"`. [`ApiParams::from_request_body`] reads either.
+//!
+//! The reply's payload is the response JSON, except for a handshake that asked with
+//! `psiphon_api_response_version` = "1" ([`ApiParams::wants_cbor_response`]): that one is
+//! answered with [`HandshakeResponse::to_cbor`].
 
+pub mod cbor;
+pub mod packed;
 mod params;
 mod response;
 mod validate;
 
-pub use params::{ApiParams, LAST_CONNECTED_NONE, PACKED_API_PARAMETERS_PREFIX};
+pub use packed::{
+    MAX_PACKED_PARAMS_BYTES, PACKED_API_PARAMETERS_PREFIX, PackedError, decode_packed_params,
+    encode_packed_params, is_packed,
+};
+pub use params::{ApiParams, LAST_CONNECTED_NONE, RequestEncoding};
 pub use response::{
     ConnectedResponse, HandshakeResponse, PADDING_MAX_BYTES, StatusData, StatusResponse,
     make_padding,
@@ -41,8 +51,10 @@ pub const ALERT_REQUEST_NAME: &str = "psiphon-alert";
 /// Server to client (both ways): in-proxy broker relay.
 pub const INPROXY_RELAY_REQUEST_NAME: &str = "psiphon-inproxy-relay";
 
-/// Parameter asking for a CBOR response (not supported yet; don't send it).
+/// Parameter asking for a CBOR handshake response (with compressed tactics).
 pub const API_RESPONSE_VERSION_PARAM: &str = "psiphon_api_response_version";
+/// The [`API_RESPONSE_VERSION_PARAM`] value that asks for a CBOR handshake response.
+pub const API_RESPONSE_V1: &str = "1";
 /// `psiphon-alert` reason: traffic the server disallows.
 pub const ALERT_DISALLOWED_TRAFFIC: &str = "disallowed-traffic";
 /// `psiphon-alert` reason: traffic to a known unsafe destination.

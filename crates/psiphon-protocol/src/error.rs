@@ -166,6 +166,20 @@ pub enum Error {
         value: String,
     },
 
+    /// A packed-CBOR API request body is malformed (or, encoding, has a parameter with no
+    /// packed key).
+    #[error(transparent)]
+    PackedParams(#[from] crate::api::PackedError),
+    /// A CBOR API response is malformed.
+    #[error("{what}: {source}")]
+    Cbor {
+        /// What was being parsed.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: crate::api::cbor::CborError,
+    },
+
     /// An authenticated data package's compressed bytes do not start a zlib stream.
     #[error("authenticated package is not zlib data: {0}")]
     PackageNotZlib(String),
@@ -239,6 +253,8 @@ impl Error {
             | Error::MissingParam(_)
             | Error::ParamType { .. }
             | Error::InvalidParam { .. }
+            | Error::PackedParams(_)
+            | Error::Cbor { .. }
             | Error::PackageNotZlib(_)
             | Error::PackageTruncated
             | Error::PackageCorrupt(_)

@@ -1,7 +1,5 @@
-//! SSH password payloads, API request bodies and responses against tunnel-core's vectors.
-//!
-//! Only the JSON encodings are checked; the packed-CBOR request bodies and the CBOR
-//! handshake response (`encoding: packed-cbor`, `cbor_hex`) are not implemented yet.
+//! SSH password payloads, API request bodies and responses against tunnel-core's vectors:
+//! JSON and packed-CBOR request bodies, JSON and CBOR handshake responses.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -10,7 +8,7 @@ mod common;
 
 use common::{load, s};
 use psiphon_protocol::api::{
-    self, ApiParams, ConnectedResponse, HandshakeResponse, StatusResponse,
+    self, ApiParams, ConnectedResponse, HandshakeResponse, RequestEncoding, StatusResponse,
     validate_connected_params, validate_handshake_params,
 };
 use psiphon_protocol::{ServerEntry, SshPasswordPayload, TunnelProtocol};
@@ -57,10 +55,7 @@ fn json_handshake_and_connected_bodies() {
         let handshake = params_from_vector(&case["handshake_params"]);
         let connected = params_from_vector(&case["connected_params"]);
         if s(case, "encoding") != "json" {
-            // Packed CBOR is not implemented yet; the server-side checks still apply to the
-            // parameters psiphond recovers from it.
             assert_eq!(s(case, "encoding"), "packed-cbor");
-            validate_handshake_params(&params_from_vector(&case["server_decoded_params"])).unwrap();
             continue;
         }
         json_cases += 1;
@@ -129,7 +124,113 @@ fn handshake_response_json() {
     assert_eq!(response.encoded_server_list.len(), 1);
     let entry = ServerEntry::decode(&response.encoded_server_list[0]).unwrap();
     assert_eq!(entry.ip_address_str(), "192.0.2.45");
-    // The CBOR form (`cbor_hex`) is not implemented yet.
+}
+
+#[test]
+fn handshake_response_cbor() {
+    let v = load("api.json");
+    let r = &v["handshake_response"];
+    let from_json = HandshakeResponse::from_json(s(r, "json").as_bytes()).unwrap();
+    let cbor = hex::decode(s(r, "cbor_hex")).unwrap();
+    assert_eq!(hex::encode(from_json.to_cbor()), s(r, "cbor_hex"));
+    let from_cbor = HandshakeResponse::from_cbor(&cbor).unwrap();
+    assert_eq!(from_cbor, from_json);
+    assert!(HandshakeResponse::from_cbor(&cbor[..cbor.len() - 1]).is_err());
+    assert!(HandshakeResponse::from_cbor(b"{}").is_err());
+}
+
+#[test]
+fn packed_handshake_and_connected_bodies() {
+    let v = load("api.json");
+    let mut packed_cases = 0;
+    for case in v["handshake"].as_array().unwrap() {
+        if s(case, "encoding") != "packed-cbor" {
+            continue;
+        }
+        packed_cases += 1;
+        let handshake = params_from_vector(&case["handshake_params"]);
+        let decoded = params_from_vector(&case["server_decoded_params"]);
+        let body = hex::decode(s(case, "handshake_body_hex")).unwrap();
+
+        // Encoding: byte for byte what tunnel-core's client sends.
+        assert_eq!(
+            hex::encode(handshake.to_packed().unwrap()),
+            s(case, "handshake_body_hex")
+        );
+        // Decoding: exactly what psiphond recovers, and it passes the handshake checks.
+        let parsed = ApiParams::from_packed(&body).unwrap();
+        assert_eq!(parsed, decoded);
+        let (either, encoding) = ApiParams::from_request_body(&body).unwrap();
+        assert_eq!(
+            (either, encoding),
+            (decoded.clone(), RequestEncoding::Packed)
+        );
+        validate_handshake_params(&parsed).unwrap();
+        assert!(parsed.wants_cbor_response());
+        assert_eq!(parsed.pad_response(api::PADDING_MAX_BYTES), 221);
+        // Authorizations survive the packing byte for byte.
+        assert_eq!(
+            parsed.get("authorizations"),
+            handshake.get("authorizations")
+        );
+        // Re-encoding the decoded parameters gives the same body.
+        assert_eq!(parsed.to_packed().unwrap(), body);
+
+        let connected = params_from_vector(&case["connected_params"]);
+        let body = hex::decode(s(case, "connected_body_hex")).unwrap();
+        assert_eq!(
+            hex::encode(connected.to_packed().unwrap()),
+            s(case, "connected_body_hex")
+        );
+        let parsed = ApiParams::from_packed(&body).unwrap();
+        assert_eq!(parsed, connected);
+        validate_connected_params(&parsed).unwrap();
+        assert!(!parsed.wants_cbor_response());
+
+        // JSON-only `server_secret` has no packed key: tunnel-core's packing error.
+        let err = connected
+            .clone()
+            .with_server_secret("00")
+            .to_packed()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "unknown parameter name: server_secret");
+    }
+    assert_eq!(packed_cases, 1);
+}
+
+#[test]
+fn packed_parameter_examples() {
+    let v = load("api.json");
+    let examples = v["packed_parameter_examples"].as_array().unwrap();
+    assert_eq!(examples.len(), 8);
+    for example in examples {
+        let params = params_from_vector(&example["params"]);
+        let body = s(example, "body_hex");
+        assert_eq!(hex::encode(params.to_packed().unwrap()), body, "{example}");
+        let decoded = ApiParams::from_packed(&hex::decode(body).unwrap()).unwrap();
+        assert_eq!(
+            decoded,
+            params_from_vector(&example["server_decoded"]),
+            "{example}"
+        );
+    }
+}
+
+#[test]
+fn packed_unknown_parameter_error() {
+    let v = load("api.json");
+    let err = ApiParams::new()
+        .with_str("not_a_known_parameter", "x")
+        .to_packed()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        s(&v["packed_unknown_parameter_error"], "message")
+    );
+    assert_eq!(
+        err,
+        api::PackedError::UnknownParameter("not_a_known_parameter".to_owned())
+    );
 }
 
 #[test]

@@ -1,11 +1,17 @@
 //! The Psiphon API over SSH global requests: `psiphon-handshake`, `psiphon-connected`,
 //! `psiphon-status`. One [`ApiState`] per tunnel; the clock is passed in.
+//!
+//! Request bodies are read as tunnel-core's psiphond reads them: packed CBOR when they start
+//! with `00 01` (what tunnel-core clients send to any entry with `ssh-api-requests`), JSON
+//! otherwise. Replies are JSON, except the handshake response of a request carrying
+//! `psiphon_api_response_version` = "1", which is CBOR. A refused request is logged as an
+//! `api_request_rejected` event holding only the request name and a reason category.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use psiphon_protocol::api::{
-    self, ApiParams, LAST_CONNECTED_NONE, PACKED_API_PARAMETERS_PREFIX, PADDING_MAX_BYTES,
+    self, ApiParams, LAST_CONNECTED_NONE, PADDING_MAX_BYTES, RequestEncoding,
     normalize_client_platform, validate_connected_params, validate_handshake_params,
     validate_status_params,
 };
@@ -105,6 +111,7 @@ pub struct ApiState {
     /// (UTC date, timestamp) of the last connected response.
     connected: Option<(String, String)>,
     status_requests: u64,
+    rejected: u64,
 }
 
 /// What a request needs from the server.
@@ -141,12 +148,62 @@ fn shuffle<T>(items: &mut [T]) {
     }
 }
 
-fn params_of(body: &[u8]) -> Option<ApiParams> {
-    if body.starts_with(&PACKED_API_PARAMETERS_PREFIX) {
-        // Packed CBOR parameters are not supported yet: the client falls back to JSON.
-        return None;
+/// Why a request was refused: a fixed category, safe to log (no client data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// A packed-CBOR body that does not decode.
+    MalformedPacked,
+    /// A JSON body that does not parse (or is not an object).
+    MalformedJson,
+    /// Parameters that fail psiphond's checks (missing, wrong type or invalid value).
+    InvalidParams,
+    /// A request other than the handshake before the handshake.
+    HandshakeRequired,
+    /// A second handshake on the tunnel.
+    RepeatedHandshake,
+    /// A status request whose `statusData` is not usable.
+    InvalidStatusData,
+    /// A request name psiphond does not answer.
+    UnknownRequest,
+}
+
+impl Rejection {
+    /// The logged category.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Rejection::MalformedPacked => "malformed_packed_body",
+            Rejection::MalformedJson => "malformed_json_body",
+            Rejection::InvalidParams => "invalid_params",
+            Rejection::HandshakeRequired => "handshake_required",
+            Rejection::RepeatedHandshake => "repeated_handshake",
+            Rejection::InvalidStatusData => "invalid_status_data",
+            Rejection::UnknownRequest => "unknown_request",
+        }
     }
-    ApiParams::from_json(body).ok()
+}
+
+/// At most this many `api_request_rejected` events per tunnel; later rejections are only
+/// counted ([`ApiState::rejected_requests`]), so a client cannot flood the log.
+const MAX_REJECTION_EVENTS: u64 = 8;
+
+/// Reads a request body in either encoding.
+fn params_of(body: &[u8]) -> Result<(ApiParams, RequestEncoding), Rejection> {
+    if api::is_packed(body) {
+        ApiParams::from_packed(body)
+            .map(|p| (p, RequestEncoding::Packed))
+            .map_err(|_| Rejection::MalformedPacked)
+    } else {
+        ApiParams::from_json(body)
+            .map(|p| (p, RequestEncoding::Json))
+            .map_err(|_| Rejection::MalformedJson)
+    }
+}
+
+const fn encoding_name(encoding: RequestEncoding) -> &'static str {
+    match encoding {
+        RequestEncoding::Json => "json",
+        RequestEncoding::Packed => "packed",
+    }
 }
 
 fn padding(params: &ApiParams) -> String {
@@ -164,38 +221,98 @@ impl ApiState {
         self.status_requests
     }
 
-    /// Handles one request; `Some(body)` is a success reply, `None` a failure reply.
+    /// How many requests were refused.
+    pub fn rejected_requests(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Handles one request; `Some(body)` is a success reply, `None` a failure reply. A
+    /// failure is logged as `api_request_rejected` (request name and reason category only).
     pub fn handle(
         &mut self,
         name: &str,
         body: &[u8],
         ctx: &ApiContext<'_>,
         now: SystemTime,
-    ) -> Option<String> {
+    ) -> Option<Vec<u8>> {
+        let mut encoding = None;
+        let result = self.dispatch(name, body, ctx, now, &mut encoding);
+        if let Err(reason) = result {
+            self.rejected += 1;
+            if self.rejected <= MAX_REJECTION_EVENTS {
+                // The name only when it is one of ours: never echo client-chosen text.
+                let known = [
+                    api::HANDSHAKE_REQUEST_NAME,
+                    api::CONNECTED_REQUEST_NAME,
+                    api::STATUS_REQUEST_NAME,
+                    api::CLIENT_VERIFICATION_REQUEST_NAME,
+                    api::DSL_REQUEST_NAME,
+                ];
+                let request = known.into_iter().find(|k| *k == name).unwrap_or("other");
+                let mut fields = Map::new();
+                fields.insert("request_name".to_owned(), Value::from(request));
+                fields.insert("reason".to_owned(), Value::from(reason.name()));
+                if let Some(encoding) = encoding {
+                    fields.insert("encoding".to_owned(), Value::from(encoding_name(encoding)));
+                }
+                ctx.log.event("api_request_rejected", fields);
+            }
+        }
+        result.ok()
+    }
+
+    fn dispatch(
+        &mut self,
+        name: &str,
+        body: &[u8],
+        ctx: &ApiContext<'_>,
+        now: SystemTime,
+        encoding: &mut Option<RequestEncoding>,
+    ) -> Result<Vec<u8>, Rejection> {
+        let known = matches!(
+            name,
+            api::HANDSHAKE_REQUEST_NAME
+                | api::CONNECTED_REQUEST_NAME
+                | api::STATUS_REQUEST_NAME
+                | api::CLIENT_VERIFICATION_REQUEST_NAME
+        );
+        if !known {
+            return Err(Rejection::UnknownRequest);
+        }
+        // As tunnel-core: the handshake first, checked before the body is read.
+        if name == api::HANDSHAKE_REQUEST_NAME {
+            if self.handshake.is_some() {
+                return Err(Rejection::RepeatedHandshake);
+            }
+        } else if self.handshake.is_none() {
+            return Err(Rejection::HandshakeRequired);
+        }
+        let (params, enc) = params_of(body)?;
+        *encoding = Some(enc);
         match name {
-            api::HANDSHAKE_REQUEST_NAME => self.handshake_request(body, ctx, now),
-            api::CONNECTED_REQUEST_NAME => self.connected_request(body, ctx, now),
-            api::STATUS_REQUEST_NAME => self.status_request(body, ctx, now),
+            api::HANDSHAKE_REQUEST_NAME => self.handshake_request(&params, ctx, now),
+            api::CONNECTED_REQUEST_NAME => self.connected_request(&params, ctx, now),
+            api::STATUS_REQUEST_NAME => self.status_request(&params, ctx, now),
             // A stub in tunnel-core too: an empty success once the handshake is done.
-            api::CLIENT_VERIFICATION_REQUEST_NAME => self.handshake.as_ref().map(|_| String::new()),
-            _ => None,
+            _ => Ok(Vec::new()),
         }
     }
 
     fn handshake_request(
         &mut self,
-        body: &[u8],
+        params: &ApiParams,
         ctx: &ApiContext<'_>,
         now: SystemTime,
-    ) -> Option<String> {
-        if self.handshake.is_some() {
-            return None;
-        }
-        let params = params_of(body)?;
-        validate_handshake_params(&params).ok()?;
-        let sponsor_id = params.get_str("sponsor_id").ok()?.to_owned();
-        let client_version = params.get_str("client_version").ok()?.to_owned();
-        let platform = normalize_client_platform(params.get_str("client_platform").ok()?);
+    ) -> Result<Vec<u8>, Rejection> {
+        let invalid = |_| Rejection::InvalidParams;
+        validate_handshake_params(params).map_err(invalid)?;
+        let sponsor_id = params.get_str("sponsor_id").map_err(invalid)?.to_owned();
+        let client_version = params
+            .get_str("client_version")
+            .map_err(invalid)?
+            .to_owned();
+        let platform =
+            normalize_client_platform(params.get_str("client_platform").map_err(invalid)?);
         let device_region = params.optional_str("device_region").unwrap_or_default();
         let mut homepages = ctx.psinet.homepages(
             &sponsor_id,
@@ -232,7 +349,7 @@ impl ApiState {
             https_request_regexes: ctx.psinet.https_request_regexes(&sponsor_id),
             client_region: ctx.geo.region.clone(),
             server_timestamp: rfc3339(now),
-            padding: padding(&params),
+            padding: padding(params),
             ..HandshakeResponse::default()
         };
         let mut log_fields = Map::new();
@@ -241,41 +358,49 @@ impl ApiState {
             .map(|(k, _)| *k)
             .filter(|k| !matches!(*k, "last_connected" | "establishment_duration"))
             .collect();
-        copy_log_fields(&params, &handshake_keys, &mut log_fields);
+        copy_log_fields(params, &handshake_keys, &mut log_fields);
         self.handshake = Some(HandshakeInfo {
             sponsor_id,
             client_platform: platform.name().to_owned(),
             client_version,
             log_fields,
         });
-        Some(response.to_json())
+        // tunnel-core answers in CBOR exactly when the client asked for the v1 response.
+        Ok(if params.wants_cbor_response() {
+            response.to_cbor()
+        } else {
+            response.to_json().into_bytes()
+        })
     }
 
     fn connected_request(
         &mut self,
-        body: &[u8],
+        params: &ApiParams,
         ctx: &ApiContext<'_>,
         now: SystemTime,
-    ) -> Option<String> {
-        let params = params_of(body)?;
-        validate_connected_params(&params).ok()?;
-        let handshake = self.handshake.as_mut()?;
+    ) -> Result<Vec<u8>, Rejection> {
+        validate_connected_params(params).map_err(|_| Rejection::InvalidParams)?;
+        let handshake = self
+            .handshake
+            .as_mut()
+            .ok_or(Rejection::HandshakeRequired)?;
         let today = utc_date(now);
         if let Some((date, timestamp)) = &self.connected
             && *date == today
         {
-            return Some(
-                ConnectedResponse {
-                    connected_timestamp: timestamp.clone(),
-                    padding: padding(&params),
-                }
-                .to_json(),
-            );
+            return Ok(ConnectedResponse {
+                connected_timestamp: timestamp.clone(),
+                padding: padding(params),
+            }
+            .to_json()
+            .into_bytes());
         }
-        let last = params.get_str("last_connected").ok()?;
+        let last = params
+            .get_str("last_connected")
+            .map_err(|_| Rejection::InvalidParams)?;
         // server_tunnel logs these from the connected request, as tunnel-core does.
         copy_log_fields(
-            &params,
+            params,
             &["last_connected", "establishment_duration"],
             &mut handshake.log_fields,
         );
@@ -289,35 +414,34 @@ impl ApiState {
         }
         let timestamp = rfc3339_hour(now);
         self.connected = Some((today, timestamp.clone()));
-        Some(
-            ConnectedResponse {
-                connected_timestamp: timestamp,
-                padding: padding(&params),
-            }
-            .to_json(),
-        )
+        Ok(ConnectedResponse {
+            connected_timestamp: timestamp,
+            padding: padding(params),
+        }
+        .to_json()
+        .into_bytes())
     }
 
     fn status_request(
         &mut self,
-        body: &[u8],
+        params: &ApiParams,
         ctx: &ApiContext<'_>,
         now: SystemTime,
-    ) -> Option<String> {
-        self.handshake.as_ref()?;
-        let params = params_of(body)?;
-        validate_status_params(&params).ok()?;
-        let status_data = params.get_object("statusData").ok()?;
+    ) -> Result<Vec<u8>, Rejection> {
+        validate_status_params(params).map_err(|_| Rejection::InvalidParams)?;
+        let status_data = params
+            .get_object("statusData")
+            .map_err(|_| Rejection::InvalidParams)?;
         let invalid_server_entry_tags =
-            crate::prune::invalid_server_entry_tags(status_data, ctx.psinet, now)?;
+            crate::prune::invalid_server_entry_tags(status_data, ctx.psinet, now)
+                .ok_or(Rejection::InvalidStatusData)?;
         self.status_requests += 1;
-        Some(
-            StatusResponse {
-                invalid_server_entry_tags,
-                padding: padding(&params),
-            }
-            .to_json(),
-        )
+        Ok(StatusResponse {
+            invalid_server_entry_tags,
+            padding: padding(params),
+        }
+        .to_json()
+        .into_bytes())
     }
 }
 
@@ -359,7 +483,7 @@ mod tests {
         let body = api
             .handle("psiphon-handshake", hs.as_bytes(), &ctx, day1)
             .unwrap();
-        let hs = HandshakeResponse::from_json(body.as_bytes()).unwrap();
+        let hs = HandshakeResponse::from_json(&body).unwrap();
         assert_eq!(hs.server_timestamp, "2025-11-21T17:25:03Z");
         assert_eq!(api.handshake().unwrap().client_platform, "Android");
 
@@ -371,7 +495,7 @@ mod tests {
                 day1,
             )
             .unwrap();
-        let ts = ConnectedResponse::from_json(r.as_bytes())
+        let ts = ConnectedResponse::from_json(&r)
             .unwrap()
             .connected_timestamp;
         assert_eq!(ts, "2025-11-21T17:00:00Z");
@@ -380,7 +504,11 @@ mod tests {
         let r = api
             .handle("psiphon-connected", connected(None).as_bytes(), &ctx, later)
             .unwrap();
-        assert!(r.contains("2025-11-21T17:00:00Z"));
+        assert!(
+            String::from_utf8(r)
+                .unwrap()
+                .contains("2025-11-21T17:00:00Z")
+        );
         // Next day: accepted again; last_connected from today is not a new unique user.
         let day2 = day1 + Duration::from_secs(24 * 3600);
         let r = api
@@ -391,7 +519,11 @@ mod tests {
                 day2,
             )
             .unwrap();
-        assert!(r.contains("2025-11-22T17:00:00Z"));
+        assert!(
+            String::from_utf8(r)
+                .unwrap()
+                .contains("2025-11-22T17:00:00Z")
+        );
         let text = std::fs::read_to_string(&log_path).unwrap();
         assert_eq!(text.matches("\"unique_user\"").count(), 1, "{text}");
         assert_eq!(
@@ -440,7 +572,7 @@ mod tests {
             let body = ApiState::default()
                 .handle("psiphon-handshake", hs.as_bytes(), ctx, at)
                 .unwrap();
-            HandshakeResponse::from_json(body.as_bytes())
+            HandshakeResponse::from_json(&body)
                 .unwrap()
                 .encoded_server_list
         };
@@ -455,5 +587,209 @@ mod tests {
         // Disabled, or no key: none.
         assert_eq!(list(&ctx(None, key), now), ["own"]);
         assert_eq!(list(&ctx(Some(&discovery), None), now), ["own"]);
+    }
+
+    #[test]
+    fn packed_requests_and_cbor_handshake_response() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log");
+        let log = EventLog::open(Some(&log_path), "h", Level::Info).unwrap();
+        let psinet = Database::default();
+        let geo = crate::geoip::GeoFields::none();
+        let own = BTreeMap::new();
+        let ctx = ApiContext {
+            psinet: &psinet,
+            log: &log,
+            session_id: "00112233445566778899aabbccddeeff",
+            own_encoded_server_entries: &own,
+            geo: &geo,
+            discovery: None,
+            client_key: None,
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(1_763_745_903);
+        let mut api = ApiState::default();
+
+        // Malformed packed bodies are refused without touching the state.
+        for bad in [
+            &[0x00, 0x01][..],
+            &[0x00, 0x01, 0xa1, 0x08],
+            &[0x00, 0x01, 0x80],
+        ] {
+            assert!(api.handle("psiphon-handshake", bad, &ctx, now).is_none());
+        }
+        assert!(api.handshake().is_none());
+
+        // A packed handshake asking for the v1 (CBOR) response.
+        let hs = base()
+            .with_str("relay_protocol", "OSSH")
+            .with_padding(3, 5)
+            .with_str("psiphon_api_response_version", "1")
+            .to_packed()
+            .unwrap();
+        let body = api.handle("psiphon-handshake", &hs, &ctx, now).unwrap();
+        let response = HandshakeResponse::from_cbor(&body).unwrap();
+        assert_eq!(response.server_timestamp, "2025-11-21T17:25:03Z");
+        assert_eq!(response.padding, "     ");
+        assert_eq!(api.handshake().unwrap().sponsor_id, "0123456789ABCDEF");
+
+        // Packed connected and status requests: JSON answers, as tunnel-core's.
+        let connected = base().with_last_connected(None).to_packed().unwrap();
+        let body = api
+            .handle("psiphon-connected", &connected, &ctx, now)
+            .unwrap();
+        let r = ConnectedResponse::from_json(&body).unwrap();
+        assert_eq!(r.connected_timestamp, "2025-11-21T17:00:00Z");
+        let status = base()
+            .with_status_data(api::StatusData::default().to_value())
+            .to_packed()
+            .unwrap();
+        let body = api.handle("psiphon-status", &status, &ctx, now).unwrap();
+        assert!(StatusResponse::from_json(&body).is_ok());
+        assert_eq!(api.status_requests(), 1);
+
+        // A JSON handshake without the version gets JSON.
+        let mut json_api = ApiState::default();
+        let hs = base().with_str("relay_protocol", "OSSH").to_json();
+        let body = json_api
+            .handle("psiphon-handshake", hs.as_bytes(), &ctx, now)
+            .unwrap();
+        assert!(HandshakeResponse::from_json(&body).is_ok());
+        // A packed handshake with invalid parameters (no relay_protocol).
+        let mut invalid = ApiState::default();
+        let hs = base().to_packed().unwrap();
+        assert!(
+            invalid
+                .handle("psiphon-handshake", &hs, &ctx, now)
+                .is_none()
+        );
+        assert!(
+            invalid
+                .handle("psiphon-status", &status, &ctx, now)
+                .is_none()
+        );
+        assert!(
+            invalid
+                .handle("no-such-request", &status, &ctx, now)
+                .is_none()
+        );
+        assert_eq!(invalid.rejected_requests(), 3);
+
+        // Each refusal is one privacy-safe event: name and category, nothing else sent.
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        let rejected: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["event_name"] == "api_request_rejected")
+            .collect();
+        let summary: Vec<(String, String)> = rejected
+            .iter()
+            .map(|v| {
+                (
+                    v["request_name"].as_str().unwrap().to_owned(),
+                    v["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let pairs = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            summary,
+            [
+                pairs("psiphon-handshake", "malformed_packed_body"),
+                pairs("psiphon-handshake", "malformed_packed_body"),
+                pairs("psiphon-handshake", "malformed_packed_body"),
+                pairs("psiphon-handshake", "invalid_params"),
+                pairs("psiphon-status", "handshake_required"),
+                pairs("other", "unknown_request"),
+            ]
+        );
+        for v in &rejected {
+            let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            for k in keys {
+                assert!(
+                    [
+                        "event_name",
+                        "request_name",
+                        "reason",
+                        "encoding",
+                        "host_id",
+                        "timestamp"
+                    ]
+                    .contains(&k),
+                    "{k}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rejection_events_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log");
+        let log = EventLog::open(Some(&log_path), "h", Level::Info).unwrap();
+        let psinet = Database::default();
+        let geo = crate::geoip::GeoFields::none();
+        let own = BTreeMap::new();
+        let ctx = ApiContext {
+            psinet: &psinet,
+            log: &log,
+            session_id: "00112233445566778899aabbccddeeff",
+            own_encoded_server_entries: &own,
+            geo: &geo,
+            discovery: None,
+            client_key: None,
+        };
+        let mut api = ApiState::default();
+        for _ in 0..100 {
+            assert!(
+                api.handle("psiphon-status", b"{}", &ctx, UNIX_EPOCH)
+                    .is_none()
+            );
+        }
+        assert_eq!(api.rejected_requests(), 100);
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        assert_eq!(
+            text.matches("api_request_rejected").count(),
+            usize::try_from(MAX_REJECTION_EVENTS).unwrap()
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_request_body_is_answered_without_panicking(
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            packed in proptest::prelude::any::<bool>(),
+            name in proptest::sample::select(vec![
+                "psiphon-handshake",
+                "psiphon-connected",
+                "psiphon-status",
+                "psiphon-client-verification",
+            ]),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = EventLog::open(Some(&dir.path().join("log")), "h", Level::Info).unwrap();
+            let psinet = Database::default();
+            let geo = crate::geoip::GeoFields::none();
+            let own = BTreeMap::new();
+            let ctx = ApiContext {
+                psinet: &psinet,
+                log: &log,
+                session_id: "00112233445566778899aabbccddeeff",
+                own_encoded_server_entries: &own,
+                geo: &geo,
+                discovery: None,
+                client_key: None,
+            };
+            let body = if packed {
+                [vec![0x00, 0x01], payload].concat()
+            } else {
+                payload
+            };
+            let mut api = ApiState::default();
+            let hs = base().with_str("relay_protocol", "OSSH").to_packed().unwrap();
+            if name != "psiphon-handshake" {
+                api.handle("psiphon-handshake", &hs, &ctx, UNIX_EPOCH).unwrap();
+            }
+            let _ = api.handle(name, &body, &ctx, UNIX_EPOCH);
+        }
     }
 }

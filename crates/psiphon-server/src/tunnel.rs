@@ -211,7 +211,7 @@ impl Tunnel {
             .api
             .handle(&name, request.data(), &ctx, SystemTime::now())
         {
-            Some(body) => request.reply(true, body.as_bytes()),
+            Some(body) => request.reply(true, &body),
             None => request.reply(false, &[]),
         }
         if self.api.handshake().is_some() {
@@ -293,6 +293,10 @@ impl Tunnel {
         put(
             "status_request_count",
             Value::from(self.api.status_requests()),
+        );
+        put(
+            "api_request_rejected_count",
+            Value::from(self.api.rejected_requests()),
         );
         self.geo.log_into(&mut f);
         match handshake {

@@ -225,7 +225,7 @@ async fn wrong_password_and_bad_handshake_params() {
         request(&conn, "psiphon-handshake", &params).await.is_none(),
         "handshake without client_version accepted"
     );
-    // CBOR-packed bodies are refused for now.
+    // A packed body without the required parameters is refused too.
     let packed = conn
         .handle()
         .global_request("psiphon-handshake", &[0x00, 0x01, 0xa0])

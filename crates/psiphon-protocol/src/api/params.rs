@@ -5,12 +5,19 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::packed::{self, PackedError};
 use crate::error::{Error, Result};
 use crate::gojson;
 use crate::tunnel_protocol::TunnelProtocol;
 
-/// First two bytes of a packed-CBOR parameter body (not supported yet; JSON only).
-pub const PACKED_API_PARAMETERS_PREFIX: [u8; 2] = [0x00, 0x01];
+/// How a request body was encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestEncoding {
+    /// A JSON object.
+    Json,
+    /// Packed CBOR (`00 01` then a CBOR map).
+    Packed,
+}
 
 /// `last_connected` value of a client that has never connected.
 pub const LAST_CONNECTED_NONE: &str = "None";
@@ -44,12 +51,41 @@ impl ApiParams {
             .with_str("client_platform", client_platform)
     }
 
+    /// Parses a request body in either encoding, as psiphond does: packed CBOR when it starts
+    /// with [`packed::PACKED_API_PARAMETERS_PREFIX`], JSON otherwise.
+    pub fn from_request_body(body: &[u8]) -> Result<(ApiParams, RequestEncoding)> {
+        if packed::is_packed(body) {
+            Ok((ApiParams::from_packed(body)?, RequestEncoding::Packed))
+        } else {
+            Ok((ApiParams::from_json(body)?, RequestEncoding::Json))
+        }
+    }
+
+    /// Decodes a packed-CBOR request body (see [`packed`]).
+    pub fn from_packed(body: &[u8]) -> Result<ApiParams, PackedError> {
+        packed::decode_packed_params(body)
+    }
+
+    /// The packed-CBOR request body (see [`packed`]); fails on a parameter name with no
+    /// packed key or a value its packing cannot represent. Unlike JSON bodies, packed ones
+    /// carry no `server_secret` (it has no key).
+    pub fn to_packed(&self) -> Result<Vec<u8>, PackedError> {
+        packed::encode_packed_params(self)
+    }
+
+    /// Whether the request asks for a CBOR handshake response
+    /// (`psiphon_api_response_version` = `"1"`), as tunnel-core's server reads it.
+    pub fn wants_cbor_response(&self) -> bool {
+        self.optional_str(super::API_RESPONSE_VERSION_PARAM) == Some(super::API_RESPONSE_V1)
+    }
+
     /// Parses a JSON request body (Go's decoding rules, see [`gojson`]); it must be an object.
+    /// A packed body is refused: use [`ApiParams::from_request_body`] to accept both.
     pub fn from_json(body: &[u8]) -> Result<ApiParams> {
-        if body.starts_with(&PACKED_API_PARAMETERS_PREFIX) {
+        if packed::is_packed(body) {
             return Err(Error::JsonShape {
                 what: "API request parameters",
-                reason: "packed CBOR parameters are not supported yet".to_owned(),
+                reason: "a packed CBOR body, not JSON".to_owned(),
             });
         }
         match gojson::from_slice(body).map_err(Error::json("API request parameters"))? {

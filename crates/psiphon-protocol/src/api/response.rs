@@ -4,8 +4,178 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::cbor::{self, Cbor};
 use crate::error::{Error, Result};
 use crate::gojson;
+
+/// CBOR keys of the handshake response fields (tunnel-core's `keyasint` tags).
+mod key {
+    pub const HOMEPAGES: u64 = 1;
+    pub const UPGRADE_CLIENT_VERSION: u64 = 2;
+    pub const PAGE_VIEW_REGEXES: u64 = 3;
+    pub const HTTPS_REQUEST_REGEXES: u64 = 4;
+    pub const ENCODED_SERVER_LIST: u64 = 5;
+    pub const CLIENT_REGION: u64 = 6;
+    pub const CLIENT_ADDRESS: u64 = 7;
+    pub const SERVER_TIMESTAMP: u64 = 8;
+    pub const ACTIVE_AUTHORIZATION_IDS: u64 = 9;
+    pub const TACTICS_PAYLOAD: u64 = 10;
+    pub const TACTICS_PAYLOAD_COMPRESSION: u64 = 11;
+    pub const UPSTREAM_BYTES_PER_SECOND: u64 = 12;
+    pub const DOWNSTREAM_BYTES_PER_SECOND: u64 = 13;
+    pub const STEERING_IP: u64 = 14;
+    pub const PADDING: u64 = 15;
+}
+
+fn cbor_strings(values: &[String]) -> Cbor {
+    Cbor::Array(values.iter().cloned().map(Cbor::Text).collect())
+}
+
+fn cbor_string_maps(values: &[BTreeMap<String, String>]) -> Cbor {
+    Cbor::Array(
+        values
+            .iter()
+            .map(|m| {
+                Cbor::Map(
+                    m.iter()
+                        .map(|(k, v)| (Cbor::Text(k.clone()), Cbor::Text(v.clone())))
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+const CBOR_WHAT: &str = "CBOR handshake response";
+
+/// tunnel-core's `tactics.Payload` keys.
+const TACTICS_TAG: u64 = 1;
+const TACTICS_TACTICS: u64 = 2;
+const TACTICS_COMPRESSION: u64 = 3;
+
+/// The JSON-form tactics payload (`{"Tag", "Tactics", "TacticsCompression"}`) as tunnel-core
+/// CBOR-marshals `tactics.Payload`, `Tactics` as uncompressed JSON text.
+fn tactics_payload_to_cbor(payload: &Value) -> Cbor {
+    let mut m = Vec::new();
+    if let Some(tag) = payload.get("Tag").and_then(Value::as_str)
+        && !tag.is_empty()
+    {
+        m.push((Cbor::Unsigned(TACTICS_TAG), Cbor::Text(tag.to_owned())));
+    }
+    if let Some(tactics) = payload.get("Tactics").filter(|t| !t.is_null()) {
+        m.push((
+            Cbor::Unsigned(TACTICS_TACTICS),
+            Cbor::Bytes(gojson::to_ordered_string(tactics).into_bytes()),
+        ));
+    }
+    if let Some(c) = payload
+        .get("TacticsCompression")
+        .and_then(Value::as_i64)
+        .filter(|c| *c != 0)
+    {
+        m.push((Cbor::Unsigned(TACTICS_COMPRESSION), Cbor::int(c)));
+    }
+    Cbor::Bytes(cbor::encode(&Cbor::Map(m)))
+}
+
+/// Reads a CBOR tactics payload back into the JSON form. Compressed `Tactics` are refused
+/// (this crate has no tactics decompression).
+fn tactics_payload_from_cbor(bytes: &[u8]) -> Result<Option<Value>> {
+    let item = cbor::decode(bytes).map_err(|source| Error::Cbor {
+        what: "CBOR tactics payload",
+        source,
+    })?;
+    let pairs = match item {
+        Cbor::Map(pairs) => pairs,
+        Cbor::Null => return Ok(None),
+        _ => return Err(cbor_shape("tactics_payload", "a map")),
+    };
+    let mut tag = String::new();
+    let mut tactics = None;
+    let mut compression = 0;
+    for (k, v) in pairs {
+        match k {
+            Cbor::Unsigned(TACTICS_TAG) => tag = cbor_text("tactics_payload Tag", v)?,
+            Cbor::Unsigned(TACTICS_TACTICS) => {
+                tactics = match v {
+                    Cbor::Bytes(b) => Some(b),
+                    Cbor::Null => None,
+                    _ => return Err(cbor_shape("tactics_payload Tactics", "a byte string")),
+                }
+            }
+            Cbor::Unsigned(TACTICS_COMPRESSION) => {
+                compression = cbor_int("tactics_payload TacticsCompression", v)?;
+            }
+            _ => {}
+        }
+    }
+    if compression != 0 {
+        return Err(cbor_shape("tactics_payload", "uncompressed tactics"));
+    }
+    let mut map = Map::new();
+    map.insert("Tag".to_owned(), Value::String(tag));
+    let tactics = match tactics {
+        Some(b) if !b.is_empty() => {
+            gojson::from_slice(&b).map_err(Error::json("tactics_payload Tactics"))?
+        }
+        _ => Value::Null,
+    };
+    map.insert("Tactics".to_owned(), tactics);
+    map.insert("TacticsCompression".to_owned(), Value::from(0));
+    Ok(Some(Value::Object(map)))
+}
+
+fn cbor_shape(name: &str, expected: &str) -> Error {
+    Error::JsonShape {
+        what: CBOR_WHAT,
+        reason: format!("{name}: expected {expected}"),
+    }
+}
+
+fn cbor_text(name: &str, v: Cbor) -> Result<String> {
+    match v {
+        Cbor::Text(s) => Ok(s),
+        Cbor::Null => Ok(String::new()),
+        _ => Err(cbor_shape(name, "text")),
+    }
+}
+
+fn cbor_texts(name: &str, v: Cbor) -> Result<Vec<String>> {
+    match v {
+        Cbor::Array(items) => items.into_iter().map(|i| cbor_text(name, i)).collect(),
+        Cbor::Null => Ok(Vec::new()),
+        _ => Err(cbor_shape(name, "an array of text")),
+    }
+}
+
+fn cbor_text_maps(name: &str, v: Cbor) -> Result<Vec<BTreeMap<String, String>>> {
+    match v {
+        Cbor::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Cbor::Map(pairs) => pairs
+                    .into_iter()
+                    .map(|(k, v)| Ok((cbor_text(name, k)?, cbor_text(name, v)?)))
+                    .collect(),
+                Cbor::Null => Ok(BTreeMap::new()),
+                _ => Err(cbor_shape(name, "an array of maps")),
+            })
+            .collect(),
+        Cbor::Null => Ok(Vec::new()),
+        _ => Err(cbor_shape(name, "an array of maps")),
+    }
+}
+
+fn cbor_int(name: &str, v: Cbor) -> Result<i64> {
+    match v {
+        Cbor::Unsigned(n) => i64::try_from(n).map_err(|_| cbor_shape(name, "a 64-bit integer")),
+        Cbor::Negative(n) => i64::try_from(n)
+            .map(|n| -1 - n)
+            .map_err(|_| cbor_shape(name, "a 64-bit integer")),
+        Cbor::Null => Ok(0),
+        _ => Err(cbor_shape(name, "an integer")),
+    }
+}
 
 /// Most padding psiphond adds to a response (`pad_response` is clamped to it).
 pub const PADDING_MAX_BYTES: usize = 16 * 1024;
@@ -232,6 +402,132 @@ impl HandshakeResponse {
         put_string(&mut f, "steering_ip", &self.steering_ip);
         put_string(&mut f, "padding", &self.padding);
         write_struct(f)
+    }
+
+    /// The CBOR body tunnel-core's server sends when the request carried
+    /// `psiphon_api_response_version` = "1": a canonical CBOR map from the integer keys of
+    /// tunnel-core's `HandshakeResponse` to the fields, empty ones left out as in
+    /// [`HandshakeResponse::to_json`].
+    ///
+    /// In this form tunnel-core marshals the tactics payload with CBOR too: `tactics_payload`
+    /// is a byte string holding the CBOR map `{1: Tag, 2: Tactics, 3: TacticsCompression}`,
+    /// `Tactics` itself a byte string. This writes the `Tactics` of the JSON-form
+    /// [`HandshakeResponse::tactics_payload`] (`{"Tag", "Tactics", "TacticsCompression"}`)
+    /// as its JSON text, uncompressed.
+    pub fn to_cbor(&self) -> Vec<u8> {
+        let mut m: Vec<(Cbor, Cbor)> = Vec::new();
+        let mut put = |k: u64, v: Cbor| m.push((Cbor::Unsigned(k), v));
+        let text = |s: &str| (!s.is_empty()).then(|| Cbor::Text(s.to_owned()));
+        let texts = |v: &[String]| (!v.is_empty()).then(|| cbor_strings(v));
+        let maps = |v: &[BTreeMap<String, String>]| (!v.is_empty()).then(|| cbor_string_maps(v));
+        let int = |i: i64| (i != 0).then(|| Cbor::int(i));
+        let fields = [
+            (key::HOMEPAGES, texts(&self.homepages)),
+            (
+                key::UPGRADE_CLIENT_VERSION,
+                text(&self.upgrade_client_version),
+            ),
+            (key::PAGE_VIEW_REGEXES, maps(&self.page_view_regexes)),
+            (
+                key::HTTPS_REQUEST_REGEXES,
+                maps(&self.https_request_regexes),
+            ),
+            (key::ENCODED_SERVER_LIST, texts(&self.encoded_server_list)),
+            (key::CLIENT_REGION, text(&self.client_region)),
+            (key::CLIENT_ADDRESS, text(&self.client_address)),
+            (key::SERVER_TIMESTAMP, text(&self.server_timestamp)),
+            (
+                key::ACTIVE_AUTHORIZATION_IDS,
+                texts(&self.active_authorization_ids),
+            ),
+            (
+                key::TACTICS_PAYLOAD,
+                self.tactics_payload.as_ref().map(tactics_payload_to_cbor),
+            ),
+            (
+                key::TACTICS_PAYLOAD_COMPRESSION,
+                int(i64::from(self.tactics_payload_compression)),
+            ),
+            (
+                key::UPSTREAM_BYTES_PER_SECOND,
+                int(self.upstream_bytes_per_second),
+            ),
+            (
+                key::DOWNSTREAM_BYTES_PER_SECOND,
+                int(self.downstream_bytes_per_second),
+            ),
+            (key::STEERING_IP, text(&self.steering_ip)),
+            (key::PADDING, text(&self.padding)),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                put(k, v);
+            }
+        }
+        cbor::encode(&Cbor::Map(m))
+    }
+
+    /// Parses a CBOR response (unknown keys ignored, `null` as empty), as a client that
+    /// asked with `psiphon_api_response_version` = "1" must.
+    pub fn from_cbor(body: &[u8]) -> Result<HandshakeResponse> {
+        let item = cbor::decode(body).map_err(|source| Error::Cbor {
+            what: CBOR_WHAT,
+            source,
+        })?;
+        let Cbor::Map(pairs) = item else {
+            return Err(Error::JsonShape {
+                what: CBOR_WHAT,
+                reason: "not a CBOR map".to_owned(),
+            });
+        };
+        let mut r = HandshakeResponse::default();
+        for (k, v) in pairs {
+            let Cbor::Unsigned(k) = k else { continue };
+            match k {
+                key::HOMEPAGES => r.homepages = cbor_texts("homepages", v)?,
+                key::UPGRADE_CLIENT_VERSION => {
+                    r.upgrade_client_version = cbor_text("upgrade_client_version", v)?;
+                }
+                key::PAGE_VIEW_REGEXES => {
+                    r.page_view_regexes = cbor_text_maps("page_view_regexes", v)?;
+                }
+                key::HTTPS_REQUEST_REGEXES => {
+                    r.https_request_regexes = cbor_text_maps("https_request_regexes", v)?;
+                }
+                key::ENCODED_SERVER_LIST => {
+                    r.encoded_server_list = cbor_texts("encoded_server_list", v)?;
+                }
+                key::CLIENT_REGION => r.client_region = cbor_text("client_region", v)?,
+                key::CLIENT_ADDRESS => r.client_address = cbor_text("client_address", v)?,
+                key::SERVER_TIMESTAMP => r.server_timestamp = cbor_text("server_timestamp", v)?,
+                key::ACTIVE_AUTHORIZATION_IDS => {
+                    r.active_authorization_ids = cbor_texts("active_authorization_ids", v)?;
+                }
+                key::TACTICS_PAYLOAD => {
+                    r.tactics_payload = match v {
+                        Cbor::Bytes(b) if b.is_empty() => None,
+                        Cbor::Bytes(b) => tactics_payload_from_cbor(&b)?,
+                        Cbor::Null => None,
+                        _ => return Err(cbor_shape("tactics_payload", "a byte string")),
+                    };
+                }
+                key::TACTICS_PAYLOAD_COMPRESSION => {
+                    r.tactics_payload_compression =
+                        i32::try_from(cbor_int("tactics_payload_compression", v)?)
+                            .map_err(|_| cbor_shape("tactics_payload_compression", "an int32"))?;
+                }
+                key::UPSTREAM_BYTES_PER_SECOND => {
+                    r.upstream_bytes_per_second = cbor_int("upstream_bytes_per_second", v)?;
+                }
+                key::DOWNSTREAM_BYTES_PER_SECOND => {
+                    r.downstream_bytes_per_second = cbor_int("downstream_bytes_per_second", v)?;
+                }
+                key::STEERING_IP => r.steering_ip = cbor_text("steering_ip", v)?,
+                key::PADDING => r.padding = cbor_text("padding", v)?,
+                _ => {}
+            }
+        }
+        Ok(r)
     }
 
     /// Parses a JSON response (field names matched case-insensitively, unknown fields
@@ -473,6 +769,36 @@ mod tests {
         assert_eq!(HandshakeResponse::from_json(text.as_bytes()).unwrap(), r);
         assert!(HandshakeResponse::from_json(b"[]").is_err());
         assert!(HandshakeResponse::from_json(br#"{"homepages":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn cbor_tactics_payload_is_cbor() {
+        let r = HandshakeResponse {
+            tactics_payload: Some(
+                json!({"Tag": "t", "Tactics": {"b": 1, "a": "<"}, "TacticsCompression": 0}),
+            ),
+            ..HandshakeResponse::default()
+        };
+        let body = r.to_cbor();
+        // {10: h'{1: "t", 2: h'{"b":1,"a":"\u003c"}'}'}
+        let inner = cbor::encode(&Cbor::Map(vec![
+            (Cbor::Unsigned(1), Cbor::Text("t".to_owned())),
+            (
+                Cbor::Unsigned(2),
+                Cbor::Bytes(br#"{"b":1,"a":"\u003c"}"#.to_vec()),
+            ),
+        ]));
+        let want = cbor::encode(&Cbor::Map(vec![(Cbor::Unsigned(10), Cbor::Bytes(inner))]));
+        assert_eq!(body, want);
+        assert_eq!(HandshakeResponse::from_cbor(&body).unwrap(), r);
+        let compressed = cbor::encode(&Cbor::Map(vec![(
+            Cbor::Unsigned(10),
+            Cbor::Bytes(cbor::encode(&Cbor::Map(vec![(
+                Cbor::Unsigned(3),
+                Cbor::Unsigned(1),
+            )]))),
+        )]));
+        assert!(HandshakeResponse::from_cbor(&compressed).is_err());
     }
 
     #[test]
