@@ -132,6 +132,8 @@ pub struct Tunnel {
     pub handshake: HandshakeResponse,
     /// How long dial + OSSH + SSH + handshake took.
     pub establishment: Duration,
+    /// Byte activity of the underlying stream (liveness).
+    pub activity: std::sync::Arc<crate::activity::Activity>,
 }
 
 fn entry_error(protocol: TunnelProtocol, reason: &str) -> Error {
@@ -161,7 +163,7 @@ pub async fn establish(
         let stream = connect(entry, protocol, &net).await?;
         handshake_over(stream, entry, protocol, params).await
     };
-    let (conn, handshake) = tokio::time::timeout(timeout, work)
+    let (conn, handshake, activity) = tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| Error::Timeout { protocol, timeout })??;
     Ok(Tunnel {
@@ -170,6 +172,7 @@ pub async fn establish(
         protocol,
         handshake,
         establishment: start.elapsed(),
+        activity,
     })
 }
 
@@ -206,7 +209,7 @@ pub async fn establish_over(
     timeout: Duration,
     started: Instant,
 ) -> Result<Tunnel, Error> {
-    let (conn, handshake) =
+    let (conn, handshake, activity) =
         tokio::time::timeout(timeout, handshake_over(stream, entry, protocol, params))
             .await
             .map_err(|_| Error::Timeout { protocol, timeout })??;
@@ -216,6 +219,7 @@ pub async fn establish_over(
         protocol,
         handshake,
         establishment: started.elapsed(),
+        activity,
     })
 }
 
@@ -224,7 +228,14 @@ async fn handshake_over(
     entry: &ServerEntry,
     protocol: TunnelProtocol,
     params: &ClientParams,
-) -> Result<(Connection, HandshakeResponse), Error> {
+) -> Result<
+    (
+        Connection,
+        HandshakeResponse,
+        std::sync::Arc<crate::activity::Activity>,
+    ),
+    Error,
+> {
     let transport = psiphon_transport::dialer_for(protocol)
         .ok_or_else(|| entry_error(protocol, "this protocol is not implemented"))?;
     let port = entry
@@ -262,6 +273,9 @@ async fn handshake_over(
         MacAlg::ALL.to_vec()
     };
 
+    let activity = crate::activity::Activity::new();
+    let stream: psiphon_transport::BoxIo =
+        Box::new(crate::activity::ActivityIo::new(stream, activity.clone()));
     let wrapped = transport
         .wrap(entry, stream)
         .map_err(|reason| entry_error(protocol, &reason))?;
@@ -282,7 +296,7 @@ async fn handshake_over(
         request: api::HANDSHAKE_REQUEST_NAME,
         reason: e.to_string(),
     })?;
-    Ok((conn, handshake))
+    Ok((conn, handshake, activity))
 }
 
 async fn request(handle: &Handle, name: &'static str, body: &[u8]) -> Result<Vec<u8>, Error> {

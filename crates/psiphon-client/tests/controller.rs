@@ -554,3 +554,99 @@ async fn losing_attempts_are_cancelled_and_their_sockets_closed() {
     );
     run.abort();
 }
+
+/// A TCP relay to `port` on 127.0.0.1, listening on `ip`, that can be frozen: sockets stay
+/// open but no byte moves either way, as when a censor starts dropping a server's packets.
+async fn freezable_relay(ip: &str, port: u16) -> (u16, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let frozen = Arc::new(AtomicBool::new(false));
+    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let relay_port = l.local_addr().unwrap().port();
+    let f = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((c, _)) = l.accept().await {
+            let f = f.clone();
+            tokio::spawn(async move {
+                let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                let (cr, cw) = c.into_split();
+                let (sr, sw) = s.into_split();
+                let pump = |mut r: tokio::net::tcp::OwnedReadHalf,
+                            mut w: tokio::net::tcp::OwnedWriteHalf,
+                            f: Arc<AtomicBool>| async move {
+                    let mut buf = vec![0u8; 16384];
+                    loop {
+                        let n = match r.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if f.load(Ordering::SeqCst) {
+                            // Blackholed: swallow everything from now on, keep the socket.
+                            while matches!(r.read(&mut buf).await, Ok(n) if n > 0) {}
+                            return;
+                        }
+                        if w.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let a = tokio::spawn(pump(cr, sw, f.clone()));
+                let b = tokio::spawn(pump(sr, cw, f));
+                let _ = (a.await, b.await);
+            });
+        }
+    });
+    (relay_port, frozen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_silent_mid_transfer_is_detected_quickly() {
+    use std::sync::atomic::Ordering;
+    let server = test_server().await;
+    let origin = echo_origin().await;
+    let (relay, frozen) = freezable_relay("127.0.0.5", server.entry.ssh_port().unwrap()).await;
+    let mut f = server.entry.fields().clone();
+    f.insert("ipAddress".into(), json!("127.0.0.5"));
+    f.insert("sshPort".into(), json!(relay));
+    f.insert("capabilities".into(), json!(["ssh-api-requests", "SSH"]));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let recorder = Arc::new(Recorder(tx, Mutex::new(Vec::new())));
+    let settings = Settings {
+        // Periodic keepalives far away: only the stall probe can notice in time.
+        keepalive_period: (Duration::from_secs(300), Duration::from_secs(300)),
+        keepalive_timeout: Duration::from_secs(2),
+        stall_probe_after: Duration::from_secs(1),
+        ..Settings::default()
+    };
+    let (c, active) = Controller::new(
+        params(),
+        store_of(vec![ServerEntry::from_fields(f).unwrap()]),
+        settings,
+        recorder.clone(),
+    );
+    let run = tokio::spawn(c.run(std::future::pending()));
+    next_up(&mut rx).await;
+    let mut ch = active
+        .open("127.0.0.1", origin, Duration::from_secs(10))
+        .await
+        .unwrap();
+    ch.write_all(b"before").await.unwrap();
+    let mut buf = [0u8; 6];
+    ch.read_exact(&mut buf).await.unwrap();
+
+    // The censor blackholes the server; the client keeps sending.
+    frozen.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let _ = ch.write_all(&[7u8; 1000]).await;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !matches!(rx.recv().await, Some(Seen::Down)) {}
+    })
+    .await
+    .expect("a silent server was not detected within 20 s");
+    eprintln!(
+        "LIVENESS stall_detected_ms={}",
+        started.elapsed().as_millis()
+    );
+    run.abort();
+}

@@ -84,6 +84,8 @@ pub struct Settings {
     pub affinity_grace: Duration,
     /// Tunnels to keep up (`TunnelPoolSize`).
     pub pool_size: usize,
+    /// Probe the server when it has sent nothing this long after something we sent.
+    pub stall_probe_after: Duration,
     /// Give up (and stop) when no tunnel came within this long (`EstablishTunnelTimeoutSeconds`).
     pub establish_deadline: Option<Duration>,
     /// The network's identity for replay (`NetworkID`).
@@ -126,6 +128,7 @@ impl Default for Settings {
             establish_timeout: Duration::from_secs(20),
             affinity_grace: Duration::from_millis(500),
             pool_size: 1,
+            stall_probe_after: Duration::from_secs(10),
             establish_deadline: None,
             network_id: String::new(),
             net: Arc::new(psiphon_transport::Direct::new(Duration::from_secs(20))),
@@ -143,6 +146,9 @@ impl Default for Settings {
         }
     }
 }
+
+/// How long a port forward's channel open may wait for the server's answer.
+const CHANNEL_OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One tunnel of the pool as the proxies see it.
 #[derive(Debug, Clone)]
@@ -200,20 +206,30 @@ impl ActiveTunnel {
         .map_err(|_| ForwardError::NoTunnel)?
         .map_err(|_| ForwardError::NoTunnel)?
         .ok_or(ForwardError::NoTunnel)?;
-        live.handle
-            .open_direct_tcpip(host, port)
-            .await
-            .map_err(|e| match e {
-                psiphon_ssh::Error::ChannelOpenFailed { description, .. } => {
-                    ForwardError::Refused(description)
-                }
-                other => {
-                    // Not a refusal: the tunnel itself may be dead. Probe it now rather than
-                    // at the next keepalive.
-                    live.probe.notify_one();
-                    ForwardError::Failed(other.to_string())
-                }
-            })
+        // A server that stopped answering would leave the open pending forever: bound it,
+        // and treat a timeout like any odd failure (probe the tunnel).
+        let opened = tokio::time::timeout(
+            CHANNEL_OPEN_TIMEOUT,
+            live.handle.open_direct_tcpip(host, port),
+        )
+        .await;
+        let Ok(opened) = opened else {
+            live.probe.notify_one();
+            return Err(ForwardError::Failed(format!(
+                "the server did not answer within {CHANNEL_OPEN_TIMEOUT:?}"
+            )));
+        };
+        opened.map_err(|e| match e {
+            psiphon_ssh::Error::ChannelOpenFailed { description, .. } => {
+                ForwardError::Refused(description)
+            }
+            other => {
+                // Not a refusal: the tunnel itself may be dead. Probe it now rather than
+                // at the next keepalive.
+                live.probe.notify_one();
+                ForwardError::Failed(other.to_string())
+            }
+        })
     }
 
     /// Whether a tunnel is up now.
@@ -571,14 +587,22 @@ impl Controller {
             let monitor = me.clone();
             let down = down_tx.clone();
             monitors.spawn(async move {
-                if report_connected {
-                    let last = monitor.store.get(KEY_LAST_CONNECTED).ok().flatten();
-                    if let Ok(ts) = tunnel.connected(&monitor.params, last.as_deref()).await {
-                        let _ = monitor.store.set(KEY_LAST_CONNECTED, Some(&ts));
-                        monitor.observer.connected(&ts);
+                // `connected` runs beside the liveness watch, never before it: a server that
+                // goes silent right away must not leave the tunnel unwatched.
+                let connected = async {
+                    if report_connected {
+                        let last = monitor.store.get(KEY_LAST_CONNECTED).ok().flatten();
+                        if let Ok(ts) = tunnel.connected(&monitor.params, last.as_deref()).await {
+                            let _ = monitor.store.set(KEY_LAST_CONNECTED, Some(&ts));
+                            monitor.observer.connected(&ts);
+                        }
                     }
-                }
-                let reason = monitor.operate(&tunnel, &probe).await;
+                    std::future::pending::<()>().await;
+                };
+                let reason = tokio::select! {
+                    r = monitor.operate(&tunnel, &probe) => r,
+                    () = connected => String::new(),
+                };
                 let _ = down.send((id, reason));
             });
         }
@@ -692,10 +716,22 @@ impl Controller {
         loop {
             let span = u64::try_from(hi.saturating_sub(lo).as_millis()).unwrap_or(0);
             let wait = lo + Duration::from_millis(random_below(span + 1));
+            let probe_timeout = self.settings.keepalive_timeout.min(Duration::from_secs(5));
+            let stall = self.settings.stall_probe_after;
             let timeout = tokio::select! {
                 e = tunnel.closed() => return format!("ssh connection closed: {e}"),
                 () = tokio::time::sleep(wait) => self.settings.keepalive_timeout,
-                () = probe.notified() => self.settings.keepalive_timeout.min(Duration::from_secs(5)),
+                () = probe.notified() => probe_timeout,
+                // We sent and the server has said nothing since: probe now (a blackholed
+                // server looks like this), not at the next periodic keepalive.
+                () = async {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if tunnel.activity.stalled(stall) {
+                            return;
+                        }
+                    }
+                } => probe_timeout,
             };
             if let Err(e) = tunnel.keepalive(timeout).await {
                 return format!("keepalive failed: {e}");
