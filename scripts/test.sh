@@ -9,6 +9,13 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
+# The censor lab (crates/psiphon-testkit, docs/censor-lab.md) runs as root only: network
+# namespaces, nftables, and tinyproxy as the upstream proxy of scenario 6.
+if [ "$(id -u)" -eq 0 ]; then
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)
+  command -v nft >/dev/null 2>&1 || need+=(nftables)
+  command -v tinyproxy >/dev/null 2>&1 || need+=(tinyproxy)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -25,4 +32,8 @@ fi
 export PSIPHON_REQUIRE_OPENSSH=1
 export PSIPHON_REQUIRE_CURL=1
 export PSIPHON_REQUIRE_NGINX=1
+# The censor lab needs root (namespaces, nftables); as root it must run, not skip.
+if [ "$(id -u)" -eq 0 ]; then
+  export PSIPHON_REQUIRE_LAB=1
+fi
 cargo test --workspace --all-features --locked "$@"
