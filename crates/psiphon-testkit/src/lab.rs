@@ -1,8 +1,8 @@
 //! The censor lab: network namespaces joined by a router that censors.
 //!
 //! ```text
-//!  client 198.18.1.2 ──┐            ┌── servers 198.19.1.1, .1.2, ... (one interface)
-//!                      │  router    │
+//!  client 198.18.1.2 ──┐            ┌── servers 198.19.1.1, .1.2, ... (one interface;
+//!                      │  router    │           connections out from 198.19.0.2)
 //!  proxy  198.18.2.2 ──┤ nftables   ├── origin  198.18.3.2
 //!        (optional)    │  netem     │
 //! ```
@@ -26,7 +26,12 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use censor::{Censor, Observations, TABLE};
-pub use plan::{LAB_RANGE, LEAF_INTERFACE, MAX_SERVERS, Node, Plan, contains, server_address};
+pub use plan::{
+    LAB_RANGE, LEAF_INTERFACE, MAX_SERVERS, Node, Plan, contains, server_address, wire_interfaces,
+};
+
+/// The delay line (Python, AF_PACKET), for kernels without netem.
+const WIRE_PY: &str = include_str!("lab/wire.py");
 
 /// Set this variable to make an unavailable lab an error instead of a skip (CI, as root).
 pub const REQUIRE_ENV: &str = "PSIPHON_REQUIRE_LAB";
@@ -82,6 +87,7 @@ static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
 pub struct LabBuilder {
     servers: usize,
     proxy: bool,
+    delays: Vec<(Node, std::time::Duration)>,
 }
 
 impl LabBuilder {
@@ -99,14 +105,28 @@ impl LabBuilder {
         self
     }
 
+    /// Delays every frame on the link between the router and `node` by `delay` in each
+    /// direction (100 ms makes a 200 ms round trip), with a userspace delay line in the
+    /// router: works on kernels without netem. Needs `python3` and `ethtool` (checksum and
+    /// segmentation offloads are turned off on the link's two ends so frames can be copied).
+    #[must_use]
+    pub fn delay(mut self, node: Node, delay: std::time::Duration) -> LabBuilder {
+        if node.router_interface().is_some() {
+            self.delays.retain(|(n, _)| *n != node);
+            self.delays.push((node, delay));
+        }
+        self
+    }
+
     /// Creates the namespaces, links, addresses and routes, and an open censor.
     ///
     /// # Errors
     /// [`LabError::TooManyServers`], or the failing command. What was made before the
     /// failure is removed.
     pub fn build(self) -> Result<Lab, LabError> {
-        let plan =
+        let mut plan =
             Plan::new(self.servers, self.proxy).ok_or(LabError::TooManyServers(self.servers))?;
+        plan.wired = self.delays.iter().map(|(n, _)| *n).collect();
         sweep_stale();
         let prefix = format!(
             "psl{}n{}",
@@ -117,8 +137,12 @@ impl LabBuilder {
             prefix,
             plan,
             created: Vec::new(),
+            wires: Vec::new(),
         };
         lab.create()?;
+        for (node, delay) in &self.delays {
+            lab.start_wire(*node, *delay)?;
+        }
         Ok(lab)
     }
 }
@@ -129,6 +153,7 @@ pub struct Lab {
     prefix: String,
     plan: Plan,
     created: Vec<String>,
+    wires: Vec<std::process::Child>,
 }
 
 impl Lab {
@@ -137,6 +162,7 @@ impl Lab {
         LabBuilder {
             servers: 1,
             proxy: false,
+            delays: Vec::new(),
         }
     }
 
@@ -266,6 +292,51 @@ impl Lab {
         }
     }
 
+    /// Starts the delay line of a wired link and waits for it to say it is ready.
+    fn start_wire(&mut self, node: Node, delay: std::time::Duration) -> Result<(), LabError> {
+        use std::io::BufRead as _;
+        let (Some(routed), Some((a, b))) = (node.router_interface(), wire_interfaces(node)) else {
+            return Ok(());
+        };
+        // Frames are copied as they are: the two ends must send complete, checksummed,
+        // MTU-sized frames.
+        for (ns, ifname) in [(Node::Router, routed), (node, plan::LEAF_INTERFACE)] {
+            let mut c = self.command(ns, "ethtool");
+            c.args(["-K", ifname, "tx", "off", "tso", "off", "gso", "off"]);
+            output(c, "turning offloads off for the delay line")?;
+        }
+        let mut c = self.command(Node::Router, "python3");
+        c.arg("-c")
+            .arg(WIRE_PY)
+            .arg(&a)
+            .arg(&b)
+            .arg((delay.as_secs_f64() * 1000.0).to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let what = "starting the delay line";
+        let mut child = c.spawn().map_err(|source| LabError::Spawn {
+            what: what.to_owned(),
+            program: "python3".to_owned(),
+            source,
+        })?;
+        let mut line = String::new();
+        let ready = child
+            .stdout
+            .take()
+            .map(|out| std::io::BufReader::new(out).read_line(&mut line));
+        self.wires.push(child);
+        if !line.starts_with("wire ready") {
+            return Err(LabError::Command {
+                what: what.to_owned(),
+                command: format!("python3 -c <wire.py> {a} {b}"),
+                status: format!("{ready:?}"),
+                stderr: "the delay line did not start (see stderr above)".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     fn create(&mut self) -> Result<(), LabError> {
         let mut nodes = vec![Node::Router];
         nodes.extend(self.plan.links.iter().map(|l| l.node));
@@ -298,6 +369,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        for mut wire in self.wires.drain(..) {
+            let _ = wire.kill();
+            let _ = wire.wait();
+        }
         for ns in self.created.drain(..).rev() {
             remove_namespace(&ns);
         }

@@ -68,8 +68,12 @@ pub struct Link {
     pub subnet: (Ipv4Addr, u8),
     /// The router's address on this link (the leaf's gateway to the other subnets).
     pub router_address: Ipv4Addr,
-    /// The leaf's addresses, first one primary.
+    /// The leaf's addresses (for the servers: one per server).
     pub addresses: Vec<Ipv4Addr>,
+    /// The source address of connections the leaf opens to other subnets. For the servers it
+    /// is none of the server addresses (198.19.0.2), so blackholing a server address never
+    /// cuts the other servers' way to the origin.
+    pub egress: Ipv4Addr,
 }
 
 /// The address plan of one lab.
@@ -77,6 +81,17 @@ pub struct Link {
 pub struct Plan {
     /// One link per leaf.
     pub links: Vec<Link>,
+    /// Leaves whose link runs through a userspace delay line in the router (see
+    /// [`wire_interfaces`]).
+    pub wired: Vec<Node>,
+}
+
+/// For a wired leaf: the two router interfaces the delay line copies frames between. The
+/// leaf's veth peer is the first; the second is paired with the routed interface (which keeps
+/// its `to-<leaf>` name, so the censor's rules are the same either way).
+pub fn wire_interfaces(node: Node) -> Option<(String, String)> {
+    node.router_interface()?;
+    Some((format!("w-{}", node.role()), format!("w-{}-b", node.role())))
 }
 
 /// The address of server `i` (0-based): 198.19.(1 + i / 254).(1 + i % 254).
@@ -98,6 +113,7 @@ impl Plan {
             subnet: (Ipv4Addr::new(198, 18, third, 0), 24),
             router_address: Ipv4Addr::new(198, 18, third, 1),
             addresses: vec![Ipv4Addr::new(198, 18, third, 2)],
+            egress: Ipv4Addr::new(198, 18, third, 2),
         };
         let addresses = (0..servers)
             .map(server_address)
@@ -109,13 +125,17 @@ impl Plan {
                 subnet: (Ipv4Addr::new(198, 19, 0, 0), 16),
                 router_address: Ipv4Addr::new(198, 19, 0, 1),
                 addresses,
+                egress: Ipv4Addr::new(198, 19, 0, 2),
             },
             small(Node::Origin, 3),
         ];
         if proxy {
             links.push(small(Node::Proxy, 2));
         }
-        Some(Plan { links })
+        Some(Plan {
+            links,
+            wired: Vec::new(),
+        })
     }
 
     /// The link of a leaf, if the plan has it.
@@ -132,11 +152,25 @@ impl Plan {
             let Some(ifname) = l.node.router_interface() else {
                 continue;
             };
-            let _ = writeln!(
-                s,
-                "link add {ifname} type veth peer name {LEAF_INTERFACE} netns {}",
-                namespace(l.node)
-            );
+            match wire_interfaces(l.node).filter(|_| self.wired.contains(&l.node)) {
+                Some((a, b)) => {
+                    let _ = writeln!(
+                        s,
+                        "link add {a} type veth peer name {LEAF_INTERFACE} netns {}",
+                        namespace(l.node)
+                    );
+                    let _ = writeln!(s, "link add {ifname} type veth peer name {b}");
+                    let _ = writeln!(s, "link set {a} up");
+                    let _ = writeln!(s, "link set {b} up");
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "link add {ifname} type veth peer name {LEAF_INTERFACE} netns {}",
+                        namespace(l.node)
+                    );
+                }
+            }
             let _ = writeln!(
                 s,
                 "address add {}/{} dev {ifname}",
@@ -147,20 +181,22 @@ impl Plan {
         s
     }
 
-    /// A leaf's `ip -batch` script: `lo` and `eth0` up, its addresses, and a route to every
-    /// other lab subnet through the router. No default route.
+    /// A leaf's `ip -batch` script: `lo` and `eth0` up, its addresses (the egress address
+    /// first), and a route to every other lab subnet through the router, from the egress
+    /// address. No default route.
     pub fn leaf_script(&self, node: Node) -> Option<String> {
         let link = self.link(node)?;
         let mut s = String::from("link set lo up\n");
-        for a in &link.addresses {
+        let egress = (!link.addresses.contains(&link.egress)).then_some(link.egress);
+        for a in egress.iter().chain(&link.addresses) {
             let _ = writeln!(s, "address add {a}/{} dev {LEAF_INTERFACE}", link.subnet.1);
         }
         let _ = writeln!(s, "link set {LEAF_INTERFACE} up");
         for other in self.links.iter().filter(|o| o.node != node) {
             let _ = writeln!(
                 s,
-                "route add {}/{} via {} dev {LEAF_INTERFACE}",
-                other.subnet.0, other.subnet.1, link.router_address
+                "route add {}/{} via {} dev {LEAF_INTERFACE} src {}",
+                other.subnet.0, other.subnet.1, link.router_address, link.egress
             );
         }
         Some(s)
@@ -185,6 +221,10 @@ mod tests {
             assert!(contains(LAB_RANGE, l.subnet.0), "{l:?}");
             assert!(contains(l.subnet, l.router_address));
             all.push(l.router_address);
+            assert!(contains(l.subnet, l.egress));
+            if !l.addresses.contains(&l.egress) {
+                all.push(l.egress);
+            }
             for a in &l.addresses {
                 assert!(contains(l.subnet, *a), "{a} outside {:?}", l.subnet);
                 assert!(contains(LAB_RANGE, *a));
@@ -240,12 +280,32 @@ mod tests {
         assert_eq!(
             servers,
             "link set lo up\n\
+             address add 198.19.0.2/16 dev eth0\n\
              address add 198.19.1.1/16 dev eth0\n\
              address add 198.19.1.2/16 dev eth0\n\
              address add 198.19.1.3/16 dev eth0\n\
              link set eth0 up\n\
-             route add 198.18.1.0/24 via 198.19.0.1 dev eth0\n\
-             route add 198.18.3.0/24 via 198.19.0.1 dev eth0\n"
+             route add 198.18.1.0/24 via 198.19.0.1 dev eth0 src 198.19.0.2\n\
+             route add 198.18.3.0/24 via 198.19.0.1 dev eth0 src 198.19.0.2\n"
+        );
+        let mut wired = plan.clone();
+        wired.wired.push(Node::Client);
+        let router = wired.router_script(|n| format!("lab-{}", n.role()));
+        assert!(router.starts_with(
+            "link set lo up\n\
+             link add w-client type veth peer name eth0 netns lab-client\n\
+             link add to-client type veth peer name w-client-b\n\
+             link set w-client up\n\
+             link set w-client-b up\n\
+             address add 198.18.1.1/24 dev to-client\n\
+             link set to-client up\n"
+        ));
+        assert_eq!(
+            wire_interfaces(Node::Client),
+            Some(("w-client".to_owned(), "w-client-b".to_owned()))
+        );
+        assert!(
+            wire_interfaces(Node::Servers).is_some_and(|(a, b)| a.len() <= 15 && b.len() <= 15)
         );
         for node in [Node::Client, Node::Servers, Node::Origin] {
             let s = plan.leaf_script(node).unwrap();
