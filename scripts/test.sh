@@ -10,10 +10,13 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
 # The censor lab (crates/psiphon-testkit, docs/censor-lab.md) runs as root only: network
-# namespaces, nftables, and tinyproxy as the upstream proxy of scenario 6.
+# namespaces, nftables, ethtool and python3 (its delay line, for kernels without netem), and
+# tinyproxy as the upstream proxy of scenario 6.
 if [ "$(id -u)" -eq 0 ]; then
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
   command -v nft >/dev/null 2>&1 || need+=(nftables)
+  command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
   command -v tinyproxy >/dev/null 2>&1 || need+=(tinyproxy)
 fi
 if [ ${#need[@]} -gt 0 ]; then
