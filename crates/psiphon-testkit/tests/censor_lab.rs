@@ -726,12 +726,48 @@ async fn scenario6_upstream_http_proxy_required() {
     let origin = Origin::start(&lab, 1024).await;
     let dir = tempfile::tempdir().unwrap();
     let _proxy = start_tinyproxy(&lab, dir.path());
+    // The network as the user finds it: the origin only through the proxy (bounded: 50 tries
+    // while tinyproxy starts), never directly.
+    let via_proxy = |proxy: &str| {
+        lab.command(Node::Client, "curl")
+            .args([
+                "-sf",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "3",
+                "--noproxy",
+                "",
+                "--proxy",
+            ])
+            .arg(proxy)
+            .arg(origin.url("/index.html"))
+            .status()
+            .unwrap()
+            .success()
+    };
+    let mut proxied = false;
+    for _ in 0..50 {
+        proxied = via_proxy("http://198.18.2.2:8888");
+        if proxied {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(proxied, "the origin is not reachable through tinyproxy");
+    let direct = lab
+        .command(Node::Client, "curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "2"])
+        .arg(origin.url("/index.html"))
+        .status()
+        .unwrap();
+    assert!(!direct.success(), "direct egress is not blocked");
     let list = dir.path().join("servers.dat");
     servers.write_list(&list, lab.server_addresses());
     let data = tempfile::tempdir().unwrap();
     let config = client_config(json!({"UpstreamProxyURL": "http://198.18.2.2:8888"}));
     let client = Client::start(&lab, &config, Some(&list), data.path()).await;
-    let up = tunnel_up(&client, 0, Duration::from_secs(90)).await;
+    let up = tunnel_up(&client, 0, Duration::from_secs(60)).await;
     let seen = lab.observations().unwrap();
     let Some((_, at, _, protocol)) = up else {
         panic!(
