@@ -15,7 +15,9 @@
 //! namespaces and deletes them; creating one first sweeps namespaces left by crashed runs of
 //! this harness (their owning pid is gone).
 //!
-//! Needs root, iproute2 (`ip netns`), nftables (`nft`) and `tc`: see [`Lab::available`].
+//! Needs root, iproute2 (`ip netns`, `tc`), nftables (`nft`) and `ethtool` (segmentation
+//! offloads are turned off on every lab link, so the censor sees wire packets): see
+//! [`Lab::available`].
 
 mod censor;
 mod netem;
@@ -298,11 +300,11 @@ impl Lab {
         let (Some(routed), Some((a, b))) = (node.router_interface(), wire_interfaces(node)) else {
             return Ok(());
         };
-        // Frames are copied as they are: the two ends must send complete, checksummed,
-        // MTU-sized frames.
+        // Frames are copied as they are: the two ends must send complete, checksummed frames
+        // (segmentation offloads are off on every lab link already).
         for (ns, ifname) in [(Node::Router, routed), (node, plan::LEAF_INTERFACE)] {
             let mut c = self.command(ns, "ethtool");
-            c.args(["-K", ifname, "tx", "off", "tso", "off", "gso", "off"]);
+            c.args(["-K", ifname, "tx", "off"]);
             output(c, "turning offloads off for the delay line")?;
         }
         let mut c = self.command(Node::Router, "python3");
@@ -359,6 +361,17 @@ impl Lab {
             let mut c = Command::new("ip");
             c.args(["-n", &self.namespace(link.node), "-batch", "-"]);
             run_with_input(c, &script, "building a leaf namespace")?;
+        }
+        // No segmentation offloads anywhere: every packet the censor sees (and drops, counts or
+        // loses) is one packet on the wire, not a 64 KiB GSO super-packet.
+        for link in &self.plan.links {
+            if let Some(routed) = link.node.router_interface() {
+                for (ns, ifname) in [(Node::Router, routed), (link.node, plan::LEAF_INTERFACE)] {
+                    let mut c = self.command(ns, "ethtool");
+                    c.args(["-K", ifname, "tso", "off", "gso", "off", "gro", "off"]);
+                    output(c, "turning segmentation offloads off")?;
+                }
+            }
         }
         let mut c = self.command(Node::Router, "sh");
         c.args(["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
@@ -434,7 +447,12 @@ fn probe() -> Result<(), String> {
     if euid != Some("0") {
         return Err("not root".to_owned());
     }
-    for (program, arg) in [("ip", "-V"), ("nft", "--version"), ("tc", "-V")] {
+    for (program, arg) in [
+        ("ip", "-V"),
+        ("nft", "--version"),
+        ("tc", "-V"),
+        ("ethtool", "--version"),
+    ] {
         let ok = Command::new(program)
             .arg(arg)
             .stdout(Stdio::null())
@@ -443,7 +461,7 @@ fn probe() -> Result<(), String> {
             .is_ok_and(|s| s.success());
         if !ok {
             return Err(format!(
-                "`{program}` is missing (apt-get install iproute2 nftables)"
+                "`{program}` is missing (apt-get install iproute2 nftables ethtool)"
             ));
         }
     }

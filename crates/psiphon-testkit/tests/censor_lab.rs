@@ -670,6 +670,17 @@ async fn scenario5_high_latency_and_loss() {
         "the {BIG} bytes arrived altered"
     );
     let kib_s = BIG as f64 / 1024.0 / got.seconds;
+    let rules = lab
+        .command(Node::Router, "nft")
+        .args(["list", "table", "inet", psiphon_testkit::lab::TABLE])
+        .output()
+        .unwrap();
+    for l in String::from_utf8_lossy(&rules.stdout)
+        .lines()
+        .filter(|l| l.contains("numgen"))
+    {
+        eprintln!("LAB scenario5 loss_rule {}", l.trim());
+    }
     eprintln!(
         "LAB scenario5 rtt_ms=200 loss_each_way=2% first_tunnel_ms={} protocol={protocol} bytes={BIG} seconds={:.2} throughput_kib_s={kib_s:.0}",
         (at - client.started).as_millis(),

@@ -125,7 +125,7 @@ impl Censor {
                 for dir in ["iifname", "oifname"] {
                     let _ = writeln!(
                         s,
-                        "    {dir} \"{ifname}\" numgen random mod 1000 < {permille} drop"
+                        "    {dir} \"{ifname}\" numgen random mod 1000 < {permille} counter drop"
                     );
                 }
             }
@@ -242,8 +242,8 @@ mod tests {
             "    ip daddr @resetting meta l4proto tcp reject with tcp reset",
             "    tcp dport @dropped_ports drop",
             "    iifname \"to-client\" oifname != { \"to-proxy\" } drop",
-            "    iifname \"to-client\" numgen random mod 1000 < 20 drop",
-            "    oifname \"to-client\" numgen random mod 1000 < 20 drop",
+            "    iifname \"to-client\" numgen random mod 1000 < 20 counter drop",
+            "    oifname \"to-client\" numgen random mod 1000 < 20 counter drop",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
