@@ -13,6 +13,16 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 # configs; a system service the package may start does not matter to them.
 [ -x /usr/bin/tinyproxy ] || need+=(tinyproxy)
 [ -x /usr/sbin/danted ] || need+=(dante-server)
+# The censor lab (crates/psiphon-testkit, docs/censor-lab.md) runs as root only: network
+# namespaces, nftables, ethtool and python3 (its delay line, for kernels without netem), and
+# tinyproxy as the upstream proxy of scenario 6.
+if [ "$(id -u)" -eq 0 ]; then
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)
+  command -v nft >/dev/null 2>&1 || need+=(nftables)
+  command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
+  command -v tinyproxy >/dev/null 2>&1 || need+=(tinyproxy)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -31,4 +41,8 @@ export PSIPHON_REQUIRE_OPENSSH=1
 export PSIPHON_REQUIRE_CURL=1
 export PSIPHON_REQUIRE_NGINX=1
 export PSIPHON_REQUIRE_UPSTREAM_PROXIES=1
+# The censor lab needs root (namespaces, nftables); as root it must run, not skip.
+if [ "$(id -u)" -eq 0 ]; then
+  export PSIPHON_REQUIRE_LAB=1
+fi
 cargo test --workspace --all-features --locked "$@"
