@@ -425,7 +425,6 @@ async fn scenario2_ossh_blocked_client_switches_to_ssh() {
 /// Scenario 2, next run on the same network (same data root): SSH is tried first (replay of
 /// what worked), seen as the first SYN the censor sees going to the SSH port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs replay (issue 5, in progress): the current controller always dials OSSH before SSH, so the next run's first SYN goes to the blocked OSSH port"]
 async fn scenario2_next_run_tries_ssh_first() {
     if !world::ready() {
         return;
@@ -692,10 +691,14 @@ async fn scenario5_high_latency_and_loss() {
 /// tinyproxy in the proxy namespace, allowing CONNECT to any port from the client's subnet.
 fn start_tinyproxy(lab: &Lab, dir: &std::path::Path) -> tokio::process::Child {
     let conf = dir.join("tinyproxy.conf");
+    let log = dir.join("tinyproxy.log");
     std::fs::write(
         &conf,
-        "Port 8888\nListen 198.18.2.2\nTimeout 600\nMaxClients 100\nAllow 198.18.1.0/24\n\
-         LogLevel Connect\n",
+        format!(
+            "Port 8888\nListen 198.18.2.2\nTimeout 600\nMaxClients 100\nAllow 198.18.1.0/24\n\
+             LogLevel Connect\nLogFile \"{}\"\n",
+            log.display()
+        ),
     )
     .unwrap();
     lab.tokio_command(Node::Proxy, "tinyproxy")
@@ -703,7 +706,7 @@ fn start_tinyproxy(lab: &Lab, dir: &std::path::Path) -> tokio::process::Child {
         .arg("-c")
         .arg(&conf)
         .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("tinyproxy.log")).unwrap())
+        .stderr(std::fs::File::create(dir.join("tinyproxy.stderr")).unwrap())
         .spawn()
         .unwrap()
 }
@@ -712,7 +715,6 @@ fn start_tinyproxy(lab: &Lab, dir: &std::path::Path) -> tokio::process::Child {
 /// with `UpstreamProxyURL` the tunnel goes through the proxy, and no SYN goes to a server
 /// directly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs UpstreamProxyURL support in the client's dialer (issue 5, in progress): the client parses the key but dials servers directly, which the censor drops"]
 async fn scenario6_upstream_http_proxy_required() {
     if !world::ready() {
         return;
