@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::api::{ApiContext, ApiState};
@@ -27,7 +27,9 @@ use crate::bogon::is_bogon;
 use crate::deadline::ReadDeadline;
 use crate::discovery::ClientKey;
 use crate::server::{Protocol, Shared};
+use crate::throttle::{Throttle, Throttled};
 use crate::time::rfc3339_millis;
+use crate::traffic_rules::{Client, TrafficRules};
 
 fn ct_eq(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
@@ -76,10 +78,22 @@ pub(crate) async fn serve(
     // The one use of the address besides the OSSH seed history: GeoIP, now; only the derived
     // fields are kept.
     let geo = shared.geoip.lookup(peer);
+    // Rules before authentication: the establishment rates of the rules for this address.
+    let protocol_name = protocol.protocol().name();
+    let rules = shared.rules.current().select(&Client {
+        tunnel_protocol: protocol_name,
+        geo: &geo,
+        handshake: None,
+        first_tunnel_in_session: true,
+    });
+    let throttle = Arc::new(Throttle::new(rules.rate_limits.limits(false)));
     // And discovery's key, kept until the API handshake in place of the address.
     let client_key = ClientKey::new(peer, &shared.config.discovery_value_hmac_key);
     let _ = tcp.set_nodelay(true);
-    let tcp = ReadDeadline::new(tcp, shared.config.read_deadline);
+    let tcp = ReadDeadline::new(
+        Throttled::new(tcp, Arc::clone(&throttle)),
+        shared.config.read_deadline,
+    );
     let slot = Arc::new(Mutex::new(None));
     let check = password_check(&shared, Arc::clone(&slot));
     let handshake = async {
@@ -109,7 +123,20 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let rules = &shared.rules;
+    // All tunnels of a session share its first GeoIP lookup; rules again for the session.
+    let (geo, first_tunnel_in_session) =
+        shared
+            .geoip
+            .session(&payload.session_id, geo, Instant::now());
+    let session_rules = shared.rules.current().select(&Client {
+        tunnel_protocol: protocol_name,
+        geo: &geo,
+        handshake: None,
+        first_tunnel_in_session,
+    });
+    if session_rules != rules {
+        throttle.set_limits(session_rules.rate_limits.limits(false));
+    }
     let tunnel = Tunnel {
         shared: Arc::clone(&shared),
         protocol,
@@ -117,8 +144,9 @@ pub(crate) async fn serve(
         api: ApiState::default(),
         stats: Arc::new(ForwardStats::default()),
         forwards: JoinSet::new(),
-        open_slots: Arc::new(Semaphore::new(rules.max_tcp_port_forward_count)),
-        dial_slots: Arc::new(Semaphore::new(rules.max_tcp_dialing_port_forward_count)),
+        limits: None,
+        throttle,
+        first_tunnel_in_session,
         start_time,
         start,
         geo,
@@ -168,8 +196,10 @@ struct Tunnel {
     client_key: Option<ClientKey>,
     stats: Arc<ForwardStats>,
     forwards: JoinSet<()>,
-    open_slots: Arc<Semaphore>,
-    dial_slots: Arc<Semaphore>,
+    /// The rules and forward limits selected after the API handshake.
+    limits: Option<ForwardLimits>,
+    throttle: Arc<Throttle>,
+    first_tunnel_in_session: bool,
     start_time: SystemTime,
     start: Instant,
 }
@@ -197,14 +227,24 @@ impl Tunnel {
     fn request(&mut self, request: IncomingRequest) {
         // One consistent psinet for the request, even if a reload lands meanwhile.
         let psinet = self.shared.psinet.current();
+        let rules_set = self.shared.rules.current();
         let ctx = ApiContext {
             psinet: &psinet.database,
             log: &self.shared.log,
             session_id: &self.payload.session_id,
             own_encoded_server_entries: &self.shared.config.own_encoded_server_entries,
             geo: &self.geo,
-            discovery: (!self.shared.rules.disable_discovery).then_some(&psinet.discovery),
+            discovery: Some(&psinet.discovery),
             client_key: self.client_key,
+            traffic_rules: Some((
+                &rules_set,
+                Client {
+                    tunnel_protocol: self.protocol.protocol().name(),
+                    geo: &self.geo,
+                    handshake: None,
+                    first_tunnel_in_session: self.first_tunnel_in_session,
+                },
+            )),
         };
         let name = request.name().to_owned();
         match self
@@ -214,8 +254,14 @@ impl Tunnel {
             Some(body) => request.reply(true, &body),
             None => request.reply(false, &[]),
         }
-        if self.api.handshake().is_some() {
+        if let Some(h) = self.api.handshake() {
             self.client_key = None;
+            if self.limits.is_none() {
+                // Rules selected with the handshake's parameters apply from now on.
+                let rules = h.rules.clone().unwrap_or_default();
+                self.throttle.set_limits(rules.rate_limits.limits(true));
+                self.limits = Some(ForwardLimits::new(rules));
+            }
         }
     }
 
@@ -226,30 +272,34 @@ impl Tunnel {
             channel.reject(open_failure::UNKNOWN_CHANNEL_TYPE, "unknown channel type");
             return;
         }
-        if self.api.handshake().is_none() {
+        let Some(limits) = &self.limits else {
             channel.reject(
                 open_failure::ADMINISTRATIVELY_PROHIBITED,
                 "port forward before handshake",
             );
             return;
-        }
+        };
         let Ok((host, port)) = psiphon_ssh::parse_direct_tcpip_extra(channel.extra()) else {
             channel.reject(open_failure::CONNECT_FAILED, "invalid port forward");
             return;
         };
-        let Ok(open_permit) = Arc::clone(&self.open_slots).try_acquire_owned() else {
+        // As tunnel-core, requests wait for a dial slot in a queue of MaxTCPPortForwardCount
+        // + MaxTCPDialingPortForwardCount; beyond that they are refused.
+        let Ok(queued) = Arc::clone(&limits.queue).try_acquire_owned() else {
             channel.reject(open_failure::RESOURCE_SHORTAGE, "too many port forwards");
             return;
         };
-        // As tunnel-core does, a forward beyond the dialing limit waits for a dial slot rather
-        // than failing; the open-forward limit above bounds how many can wait.
-        let dial_slots = Arc::clone(&self.dial_slots);
+        let dial_slots = Arc::clone(&limits.dial_slots);
         let forward = Forward {
             open: OpenForward::new(&self.stats),
-            _open_permit: open_permit,
+            queued,
             allow_bogons: self.shared.config.allow_bogons,
-            dial_timeout: self.shared.rules.dial_tcp_port_forward_timeout,
-            idle_timeout: self.shared.rules.idle_tcp_port_forward_timeout,
+            dial_timeout: limits.rules.dial_tcp_port_forward_timeout,
+            idle_timeout: limits.rules.idle_tcp_port_forward_timeout,
+            rules: Arc::clone(&limits.rules),
+            shared: Arc::clone(&self.shared),
+            lru: Arc::clone(&limits.lru),
+            epoch: self.start,
         };
         self.forwards.spawn(async move {
             let Ok(dial_permit) = dial_slots.acquire_owned().await else {
@@ -317,10 +367,16 @@ impl Tunnel {
 /// One port forward's settings and accounting.
 struct Forward {
     open: OpenForward,
-    _open_permit: OwnedSemaphorePermit,
+    /// A place in the dial queue, given back once dialled.
+    queued: OwnedSemaphorePermit,
     allow_bogons: bool,
     dial_timeout: Duration,
     idle_timeout: Duration,
+    rules: Arc<TrafficRules>,
+    shared: Arc<Shared>,
+    lru: Arc<Mutex<ForwardLru>>,
+    /// The tunnel's start: activity times of its forwards are measured from it.
+    epoch: Instant,
 }
 
 enum DialError {
@@ -328,13 +384,23 @@ enum DialError {
     Failed,
 }
 
-async fn dial(host: &str, port: u16, allow_bogons: bool) -> Result<TcpStream, DialError> {
+async fn dial(
+    host: &str,
+    port: u16,
+    allow_bogons: bool,
+    rules: &TrafficRules,
+    shared: &Shared,
+) -> Result<TcpStream, DialError> {
     let addr: SocketAddr = tokio::net::lookup_host((host, port))
         .await
         .map_err(|_| DialError::Failed)?
         .next()
         .ok_or(DialError::Failed)?;
     if !allow_bogons && is_bogon(addr.ip()) {
+        return Err(DialError::Bogon);
+    }
+    // Ports, subnets and ASNs are checked on the resolved address.
+    if !rules.allow_tcp(addr.ip(), port, |ip| shared.geoip.lookup(ip).asn) {
         return Err(DialError::Bogon);
     }
     let tcp = TcpStream::connect(addr)
@@ -355,10 +421,14 @@ impl Forward {
         let stats = &self.open.0;
         let dialing = stats.dialing.fetch_add(1, Ordering::Relaxed) + 1;
         stats.peak_dialing.fetch_max(dialing, Ordering::Relaxed);
-        let dialed =
-            tokio::time::timeout(self.dial_timeout, dial(&host, port, self.allow_bogons)).await;
+        let dialed = tokio::time::timeout(
+            self.dial_timeout,
+            dial(&host, port, self.allow_bogons, &self.rules, &self.shared),
+        )
+        .await;
         stats.dialing.fetch_sub(1, Ordering::Relaxed);
         drop(dial_permit);
+        drop(self.queued);
         drop(host);
         let tcp = match dialed {
             Ok(Ok(tcp)) => tcp,
@@ -374,11 +444,14 @@ impl Forward {
                 return;
             }
         };
+        let epoch = self.epoch;
+        let activity = Arc::new(AtomicU64::new(millis_since(epoch)));
+        // At MaxTCPPortForwardCount, the least recently active forward is closed.
+        let (_lru_entry, close) =
+            ForwardLru::register(&self.lru, self.rules.max_tcp_port_forward_count, &activity);
         let Ok(channel) = channel.accept() else {
             return;
         };
-        let epoch = Instant::now();
-        let activity = AtomicU64::new(0);
         let mut up = Counted {
             inner: channel,
             bytes: &stats.bytes_up,
@@ -399,6 +472,7 @@ impl Forward {
         tokio::select! {
             _ = relay => {}
             () = idle => {}
+            () = close.notified() => {}
         }
     }
 }
@@ -425,8 +499,8 @@ struct Counted<'a, S> {
 
 impl<S> Counted<'_, S> {
     fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.activity.store(ms, Ordering::Relaxed);
+        self.activity
+            .store(millis_since(self.epoch), Ordering::Relaxed);
     }
 }
 
@@ -466,5 +540,90 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A tunnel's rules after the API handshake and the limits on its port forwards.
+struct ForwardLimits {
+    rules: Arc<TrafficRules>,
+    queue: Arc<Semaphore>,
+    dial_slots: Arc<Semaphore>,
+    lru: Arc<Mutex<ForwardLru>>,
+}
+
+impl ForwardLimits {
+    fn new(rules: TrafficRules) -> ForwardLimits {
+        let dialing = rules.max_tcp_dialing_port_forward_count;
+        let queue = rules.max_tcp_port_forward_count.saturating_add(dialing);
+        ForwardLimits {
+            queue: Arc::new(Semaphore::new(queue.min(Semaphore::MAX_PERMITS))),
+            dial_slots: Arc::new(Semaphore::new(dialing.min(Semaphore::MAX_PERMITS))),
+            lru: Arc::default(),
+            rules: Arc::new(rules),
+        }
+    }
+}
+
+/// The open TCP forwards of a tunnel: the time of each one's last activity and how to close it.
+#[derive(Default)]
+struct ForwardLru {
+    next_id: u64,
+    open: std::collections::HashMap<u64, (Arc<AtomicU64>, Arc<Notify>)>,
+}
+
+/// Removes a forward from the LRU when it ends.
+struct LruEntry {
+    lru: Arc<Mutex<ForwardLru>>,
+    id: u64,
+}
+
+impl Drop for LruEntry {
+    fn drop(&mut self) {
+        self.lru
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .open
+            .remove(&self.id);
+    }
+}
+
+impl ForwardLru {
+    /// Adds a forward; at `max` open forwards (0 = no limit), first closes the one least
+    /// recently active. The forward ends when the returned `Notify` fires.
+    fn register(
+        lru: &Arc<Mutex<ForwardLru>>,
+        max: usize,
+        activity: &Arc<AtomicU64>,
+    ) -> (LruEntry, Arc<Notify>) {
+        let mut this = lru.lock().unwrap_or_else(PoisonError::into_inner);
+        while max > 0 && this.open.len() >= max {
+            let oldest = this
+                .open
+                .iter()
+                .min_by_key(|(id, (last, _))| (last.load(Ordering::Relaxed), **id))
+                .map(|(id, _)| *id);
+            let Some(evicted) = oldest.and_then(|id| this.open.remove(&id)) else {
+                break;
+            };
+            // A stored permit: the forward ends even if it is not waiting yet.
+            evicted.1.notify_one();
+        }
+        let id = this.next_id;
+        this.next_id += 1;
+        let close = Arc::new(Notify::new());
+        this.open
+            .insert(id, (Arc::clone(activity), Arc::clone(&close)));
+        drop(this);
+        (
+            LruEntry {
+                lru: Arc::clone(lru),
+                id,
+            },
+            close,
+        )
     }
 }
