@@ -259,3 +259,35 @@ impl GeoIp {
         g
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_keeps_its_first_lookup_for_an_hour() {
+        let geo = GeoIp::empty();
+        let region = |r: &str| GeoFields {
+            region: r.to_owned(),
+            ..GeoFields::none()
+        };
+        let t0 = Instant::now();
+        assert_eq!(geo.session("s", region("CA"), t0), (region("CA"), true));
+        let later = t0 + Duration::from_secs(59 * 60);
+        assert_eq!(geo.session("s", region("FR"), later), (region("CA"), false));
+        assert_eq!(geo.session("t", region("FR"), later), (region("FR"), true));
+        let expired = t0 + SESSION_CACHE_TTL;
+        assert_eq!(
+            geo.session("s", region("FR"), expired),
+            (region("FR"), true)
+        );
+        // Expired sessions are swept as the cache grows.
+        let much_later = expired + SESSION_CACHE_TTL;
+        for i in 0..3000 {
+            geo.session(&i.to_string(), GeoFields::none(), much_later);
+        }
+        let cache = geo.sessions.lock().unwrap();
+        assert!(!cache.entries.contains_key("t"));
+        assert!(cache.entries.len() <= 3000);
+    }
+}
