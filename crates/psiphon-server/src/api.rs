@@ -106,6 +106,8 @@ pub struct HandshakeInfo {
     /// The traffic rules selected with the handshake's parameters, when the context had a
     /// rules set.
     pub rules: Option<TrafficRules>,
+    /// The handshake's parameters, to select rules again when the rules file is reloaded.
+    pub params: ApiParams,
 }
 
 /// The API state of one tunnel.
@@ -388,6 +390,7 @@ impl ApiState {
             client_version,
             log_fields,
             rules,
+            params: params.clone(),
         });
         // tunnel-core answers in CBOR exactly when the client asked for the v1 response.
         Ok(if params.wants_cbor_response() {

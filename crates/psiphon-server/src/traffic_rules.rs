@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use psiphon_protocol::ApiParams;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::geoip::GeoFields;
@@ -534,6 +535,8 @@ pub struct RulesStore {
     current: RwLock<Arc<TrafficRulesSet>>,
     path: Option<PathBuf>,
     seen: RwLock<Option<Stamp>>,
+    /// Counts reloads, so tunnels can select their rules again.
+    generation: watch::Sender<u64>,
 }
 
 impl RulesStore {
@@ -551,12 +554,18 @@ impl RulesStore {
             current: RwLock::new(Arc::new(set)),
             path: path.map(Path::to_owned),
             seen: RwLock::new(seen),
+            generation: watch::Sender::new(0),
         })
     }
 
     /// The rules to select from now.
     pub fn current(&self) -> Arc<TrafficRulesSet> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Changes each time new rules are loaded.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Reloads the file if its modification time or size changed since the last attempt;
@@ -573,6 +582,7 @@ impl RulesStore {
             }
             let filtered = set.filtered.len();
             *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+            self.generation.send_modify(|g| *g = g.wrapping_add(1));
             Ok(format!("{filtered} filtered rules"))
         })
     }

@@ -206,11 +206,16 @@ struct Tunnel {
 
 impl Tunnel {
     async fn run(mut self, mut conn: Connection, mut shutdown: watch::Receiver<bool>) {
+        let mut rules_reloaded = self.shared.rules.subscribe();
         loop {
             while self.forwards.try_join_next().is_some() {}
             let incoming = tokio::select! {
                 incoming = conn.next_incoming() => incoming,
                 _ = shutdown.wait_for(|stop| *stop) => None,
+                Ok(()) = rules_reloaded.changed() => {
+                    self.reselect_rules();
+                    continue;
+                }
             };
             match incoming {
                 None => break,
@@ -222,6 +227,24 @@ impl Tunnel {
         drop(conn);
         self.forwards.shutdown().await;
         self.log_tunnel();
+    }
+
+    /// After a rules reload, as tunnel-core: the client's rules are selected again and its
+    /// rate limits start afresh; forwards already open keep their timeouts.
+    fn reselect_rules(&mut self) {
+        let set = self.shared.rules.current();
+        let handshake = self.api.handshake();
+        let rules = set.select(&Client {
+            tunnel_protocol: self.protocol.protocol().name(),
+            geo: &self.geo,
+            handshake: handshake.map(|h| &h.params),
+            first_tunnel_in_session: self.first_tunnel_in_session,
+        });
+        self.throttle
+            .set_limits(rules.rate_limits.limits(handshake.is_some()));
+        if let Some(limits) = &self.limits {
+            self.limits = Some(ForwardLimits::new(rules, Arc::clone(&limits.lru)));
+        }
     }
 
     fn request(&mut self, request: IncomingRequest) {
@@ -260,7 +283,7 @@ impl Tunnel {
                 // Rules selected with the handshake's parameters apply from now on.
                 let rules = h.rules.clone().unwrap_or_default();
                 self.throttle.set_limits(rules.rate_limits.limits(true));
-                self.limits = Some(ForwardLimits::new(rules));
+                self.limits = Some(ForwardLimits::new(rules, Arc::default()));
             }
         }
     }
@@ -556,13 +579,14 @@ struct ForwardLimits {
 }
 
 impl ForwardLimits {
-    fn new(rules: TrafficRules) -> ForwardLimits {
+    /// `lru`: the tunnel's open forwards, kept across rule changes.
+    fn new(rules: TrafficRules, lru: Arc<Mutex<ForwardLru>>) -> ForwardLimits {
         let dialing = rules.max_tcp_dialing_port_forward_count;
         let queue = rules.max_tcp_port_forward_count.saturating_add(dialing);
         ForwardLimits {
             queue: Arc::new(Semaphore::new(queue.min(Semaphore::MAX_PERMITS))),
             dial_slots: Arc::new(Semaphore::new(dialing.min(Semaphore::MAX_PERMITS))),
-            lru: Arc::default(),
+            lru,
             rules: Arc::new(rules),
         }
     }

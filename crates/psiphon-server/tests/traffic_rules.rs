@@ -223,13 +223,37 @@ async fn rules_reload_for_new_tunnels_and_bad_files_keep_the_old_rules() {
         (hs.upstream_bytes_per_second, hs.downstream_bytes_per_second)
     };
     assert_eq!(rates().await, (0, 1000));
+    // A tunnel from before the reload, with a forward open.
+    let origin = echo_origin().await;
+    let early = connect(&server, &fx.entry, "OSSH").await;
+    handshake(&early, &handshake_params("OSSH")).await;
+    echo_through(&early, origin, 100).await;
 
     // A longer file, so the size changes even where timestamps are coarse.
-    write(
-        r#"{"DefaultRules":{"RateLimits":{"ReadBytesPerSecond":22222,"WriteBytesPerSecond":3333}}}"#,
-    );
+    write(&format!(
+        r#"{{"DefaultRules":{{"RateLimits":{{"ReadBytesPerSecond":22222,"WriteBytesPerSecond":3333}},
+            "DisallowTCPPorts":[{}]}}}}"#,
+        origin.port()
+    ));
     wait_for_log(&fx, "traffic rules reloaded", 1).await;
     assert_eq!(rates().await, (22222, 3333));
+    // As tunnel-core, tunnels already up are under the new rules too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = early
+            .handle()
+            .open_direct_tcpip(&origin.ip().to_string(), origin.port())
+            .await;
+        if r.is_err() {
+            assert_eq!(refusal(r), open_failure::ADMINISTRATIVELY_PROHIBITED);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reloaded rules did not reach the tunnel"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     write(r#"{"DefaultRules":{"RateLimits":{"ReadBytesPerSecond":"fast"}}}"#);
     let log = wait_for_log(&fx, "traffic rules reload failed", 1).await;
