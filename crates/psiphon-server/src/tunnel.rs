@@ -403,7 +403,8 @@ struct Forward {
 }
 
 enum DialError {
-    Bogon,
+    /// A bogon, or a destination the traffic rules refuse.
+    Prohibited,
     Failed,
 }
 
@@ -420,11 +421,11 @@ async fn dial(
         .next()
         .ok_or(DialError::Failed)?;
     if !allow_bogons && is_bogon(addr.ip()) {
-        return Err(DialError::Bogon);
+        return Err(DialError::Prohibited);
     }
     // Ports, subnets and ASNs are checked on the resolved address.
     if !rules.allow_tcp(addr.ip(), port, |ip| shared.geoip.lookup(ip).asn) {
-        return Err(DialError::Bogon);
+        return Err(DialError::Prohibited);
     }
     let tcp = TcpStream::connect(addr)
         .await
@@ -455,7 +456,7 @@ impl Forward {
         drop(host);
         let tcp = match dialed {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(DialError::Bogon)) => {
+            Ok(Err(DialError::Prohibited)) => {
                 channel.reject(
                     open_failure::ADMINISTRATIVELY_PROHIBITED,
                     "destination not allowed",

@@ -259,3 +259,17 @@ fn bump_mtime(path: &Path) {
     let t = std::fs::metadata(path).unwrap().modified().unwrap() + Duration::from_secs(2);
     f.set_modified(t).unwrap();
 }
+
+#[test]
+fn the_readme_example_parses() {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("```json\n").unwrap() + "```json\n".len();
+    let len = readme[start..].find("```").unwrap();
+    let set = TrafficRulesSet::parse(&readme[start..start + len], "README.md").unwrap();
+    assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+    let iran = geo("IR", "1");
+    let params = ApiParams::base("X", "ABCDEF", "1", "Windows");
+    let r = set.select(&client(&iran, Some(&params)));
+    assert_eq!(r.rate_limits.read_bytes_per_second, 1_000_000);
+    assert!(r.disallow_tcp_ports.contains(6665));
+}
