@@ -239,13 +239,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for Throttled<S> {
         let allowed = ready!(poll_allowance(cx, &mut this.read_wait, || {
             throttle.lock().read.allowance(Instant::now())
         }))?;
-        let limit = usize::try_from(allowed)
-            .unwrap_or(usize::MAX)
-            .min(buf.remaining());
-        let mut sub = ReadBuf::new(buf.initialize_unfilled_to(limit));
-        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut sub))?;
-        let n = sub.filled().len();
-        buf.advance(n);
+        let limit = usize::try_from(allowed).unwrap_or(usize::MAX);
+        let n = if limit >= buf.remaining() {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            buf.filled().len().saturating_sub(before)
+        } else {
+            let mut sub = ReadBuf::new(buf.initialize_unfilled_to(limit));
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut sub))?;
+            let n = sub.filled().len();
+            buf.advance(n);
+            n
+        };
         this.throttle
             .lock()
             .read

@@ -273,3 +273,32 @@ fn the_readme_example_parses() {
     assert_eq!(r.rate_limits.read_bytes_per_second, 1_000_000);
     assert!(r.disallow_tcp_ports.contains(6665));
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_rules_text_is_read_or_refused_without_panicking(text in ".{0,200}") {
+        let _ = TrafficRulesSet::parse(&text, "t");
+        let _ = Subnet::parse(&text);
+    }
+
+    #[test]
+    fn any_json_rules_value_selects_without_panicking(
+        port in proptest::prelude::any::<u64>(),
+        rate in proptest::prelude::any::<i64>(),
+        prefix in 0u8..140,
+        version in proptest::prelude::any::<i64>(),
+    ) {
+        let text = format!(
+            r#"{{"DefaultRules":{{"AllowTCPPorts":[{port},[1,{port}]],
+                "RateLimits":{{"ReadBytesPerSecond":{rate}}},
+                "AllowSubnets":["10.0.0.0/{prefix}"]}},
+              "FilteredRules":[{{"Filter":{{"MinClientVersion":{version}}},"Rules":{{}}}}]}}"#
+        );
+        if let Ok(set) = TrafficRulesSet::parse(&text, "t") {
+            let none = GeoFields::none();
+            let params = ApiParams::base("X", "S", "5", "Windows");
+            let r = set.select(&client(&none, Some(&params)));
+            let _ = r.allow_tcp("10.1.2.3".parse().unwrap(), 80, |_| String::new());
+        }
+    }
+}
