@@ -88,6 +88,44 @@ async fn one_megabyte_per_second_measured_through_the_tunnel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_after_exhausted_ends_the_tunnel_once_the_allowance_is_used() {
+    let fx = fixture(true);
+    std::fs::write(
+        fx.path(RULES_FILE),
+        r#"{"DefaultRules":{"RateLimits":{"WriteUnthrottledBytes":200000,
+            "CloseAfterExhausted":true}}}"#,
+    )
+    .unwrap();
+    let server = Server::start(fx.config.clone()).await.unwrap();
+    let origin = echo_origin().await;
+    let conn = connect(&server, &fx.entry, "SSH").await;
+    handshake(&conn, &handshake_params("SSH")).await;
+    // Small transfers fit in the allowance.
+    echo_through(&conn, origin, 50_000).await;
+    let ch = conn
+        .handle()
+        .open_direct_tcpip(&origin.ip().to_string(), origin.port())
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = tokio::io::split(ch);
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&vec![7u8; 1_000_000]).await;
+        let _ = wr.shutdown().await;
+    });
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), rd.read_to_end(&mut got))
+        .await
+        .expect("the tunnel was not closed");
+    let _ = writer.await;
+    assert!(
+        got.len() < 200_000,
+        "{} bytes came back past a 200000-byte allowance",
+        got.len()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disallowed_ports_and_subnets_are_refused() {
     let fx = fixture(true);
     let allowed = echo_origin().await;
