@@ -229,3 +229,49 @@ async fn tunnels_of_a_session_share_its_first_lookup_and_databases_reload() {
     let all = String::from_utf8_lossy(&f.all_written_bytes()).into_owned();
     assert!(!all.contains(CLIENT_IP), "the client address was written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_rules_filter_on_the_client_region_and_asn() {
+    let mut f = fixture(false);
+    f.config.geoip_database_filenames = databases(f.dir.path());
+    let rules = json!({
+        "DefaultRules": {"RateLimits": {"ReadBytesPerSecond": 100}},
+        "FilteredRules": [
+            {"Filter": {"Regions": ["CA"], "ASNs": ["64500"], "TunnelProtocols": ["OSSH"]},
+             "Rules": {"RateLimits": {"ReadBytesPerSecond": 5000, "WriteBytesPerSecond": 6000}}}
+        ]
+    });
+    std::fs::write(f.path("psiphond-traffic-rules.config"), rules.to_string()).unwrap();
+    let server = Server::start(f.config.clone()).await.unwrap();
+    let rates = |source: &str, session: &str| {
+        let source: IpAddr = source.parse().unwrap();
+        let server = &server;
+        let f = &f;
+        let session = session.to_owned();
+        async move {
+            let conn = common::connect_with(
+                server,
+                &f.entry,
+                "OSSH",
+                Some(source),
+                password_for(&f.entry, &session),
+            )
+            .await
+            .unwrap();
+            let body = request(&conn, "psiphon-handshake", &handshake_params("OSSH"))
+                .await
+                .unwrap();
+            let r = HandshakeResponse::from_json(&body).unwrap();
+            (r.upstream_bytes_per_second, r.downstream_bytes_per_second)
+        }
+    };
+    assert_eq!(
+        rates(CLIENT_IP, "55555555555555555555555555555555").await,
+        (5000, 6000)
+    );
+    assert_eq!(
+        rates("127.0.0.1", "66666666666666666666666666666666").await,
+        (100, 0)
+    );
+    server.shutdown().await;
+}
