@@ -4,9 +4,11 @@
 //! after the API handshake, with the handshake's parameters; [`RulesStore`] reloads the file
 //! when it changes.
 
+mod filter;
 mod parse;
 
-use std::collections::BTreeMap;
+use filter::Filter;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -346,112 +348,6 @@ impl RulesPatch {
         set(&mut r.allow_asns, self.allow_asns.as_ref());
         set(&mut r.disallow_asns, self.disallow_asns.as_ref());
         set(&mut r.disable_discovery, self.disable_discovery.as_ref());
-    }
-}
-
-/// A `Filter`: every non-empty field must match. Fields about the handshake never match
-/// before it.
-#[derive(Debug, Clone, Default)]
-struct Filter {
-    tunnel_protocols: Vec<String>,
-    regions: Vec<String>,
-    isps: Vec<String>,
-    asns: Vec<String>,
-    cities: Vec<String>,
-    api_protocol: String,
-    handshake_parameters: Option<BTreeMap<String, Vec<String>>>,
-    authorized_access_types: Vec<String>,
-    active_authorization_ids: Vec<String>,
-    authorizations_revoked: bool,
-    provider_ids: Vec<String>,
-    min_client_version: Option<i64>,
-    max_client_version: Option<i64>,
-}
-
-/// Glob match with `*` (any run of characters) and `?` (one character).
-fn wildcard(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(&c) if c == '?' || t.get(ti) == Some(&c) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
-}
-
-impl Filter {
-    fn matches(&self, client: &Client<'_>) -> bool {
-        let has = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
-        if !has(&self.tunnel_protocols, client.tunnel_protocol)
-            || !has(&self.regions, &client.geo.region)
-            || !has(&self.isps, &client.geo.isp)
-            || !has(&self.asns, &client.geo.asn)
-            || !has(&self.cities, &client.geo.city)
-        {
-            return false;
-        }
-        let handshake = client.handshake;
-        // The API runs over SSH here ("ssh"); there is no web API.
-        if !self.api_protocol.is_empty() && (handshake.is_none() || self.api_protocol != "ssh") {
-            return false;
-        }
-        if let Some(wanted) = &self.handshake_parameters {
-            let Some(params) = handshake else {
-                return false;
-            };
-            for (name, patterns) in wanted {
-                let Ok(value) = params.get_str(name) else {
-                    return false;
-                };
-                if !patterns.iter().any(|p| wildcard(p, value)) {
-                    return false;
-                }
-            }
-        }
-        // This server verifies no authorizations: filters that need one never match.
-        if self.authorizations_revoked
-            || !self.active_authorization_ids.is_empty()
-            || !self.authorized_access_types.is_empty()
-        {
-            return false;
-        }
-        // No provider ID is configured here.
-        if !self.provider_ids.is_empty() && !self.provider_ids.iter().any(String::is_empty) {
-            return false;
-        }
-        if self.min_client_version.is_some() || self.max_client_version.is_some() {
-            let Some(version) = handshake
-                .and_then(|p| p.get_str("client_version").ok())
-                .and_then(|v| v.parse::<i64>().ok())
-            else {
-                return false;
-            };
-            if self.min_client_version.is_some_and(|min| version < min)
-                || self.max_client_version.is_some_and(|max| version > max)
-            {
-                return false;
-            }
-        }
-        true
     }
 }
 

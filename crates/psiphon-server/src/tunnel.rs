@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinSet;
 
 use crate::api::{ApiContext, ApiState};
@@ -30,6 +30,9 @@ use crate::server::{Protocol, Shared};
 use crate::throttle::{Throttle, Throttled};
 use crate::time::rfc3339_millis;
 use crate::traffic_rules::{Client, TrafficRules};
+
+mod limits;
+use limits::{ForwardLimits, ForwardLru};
 
 fn ct_eq(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
@@ -569,86 +572,4 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
 
 fn millis_since(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// A tunnel's rules after the API handshake and the limits on its port forwards.
-struct ForwardLimits {
-    rules: Arc<TrafficRules>,
-    queue: Arc<Semaphore>,
-    dial_slots: Arc<Semaphore>,
-    lru: Arc<Mutex<ForwardLru>>,
-}
-
-impl ForwardLimits {
-    /// `lru`: the tunnel's open forwards, kept across rule changes.
-    fn new(rules: TrafficRules, lru: Arc<Mutex<ForwardLru>>) -> ForwardLimits {
-        let dialing = rules.max_tcp_dialing_port_forward_count;
-        let queue = rules.max_tcp_port_forward_count.saturating_add(dialing);
-        ForwardLimits {
-            queue: Arc::new(Semaphore::new(queue.min(Semaphore::MAX_PERMITS))),
-            dial_slots: Arc::new(Semaphore::new(dialing.min(Semaphore::MAX_PERMITS))),
-            lru,
-            rules: Arc::new(rules),
-        }
-    }
-}
-
-/// The open TCP forwards of a tunnel: the time of each one's last activity and how to close it.
-#[derive(Default)]
-struct ForwardLru {
-    next_id: u64,
-    open: std::collections::HashMap<u64, (Arc<AtomicU64>, Arc<Notify>)>,
-}
-
-/// Removes a forward from the LRU when it ends.
-struct LruEntry {
-    lru: Arc<Mutex<ForwardLru>>,
-    id: u64,
-}
-
-impl Drop for LruEntry {
-    fn drop(&mut self) {
-        self.lru
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .open
-            .remove(&self.id);
-    }
-}
-
-impl ForwardLru {
-    /// Adds a forward; at `max` open forwards (0 = no limit), first closes the one least
-    /// recently active. The forward ends when the returned `Notify` fires.
-    fn register(
-        lru: &Arc<Mutex<ForwardLru>>,
-        max: usize,
-        activity: &Arc<AtomicU64>,
-    ) -> (LruEntry, Arc<Notify>) {
-        let mut this = lru.lock().unwrap_or_else(PoisonError::into_inner);
-        while max > 0 && this.open.len() >= max {
-            let oldest = this
-                .open
-                .iter()
-                .min_by_key(|(id, (last, _))| (last.load(Ordering::Relaxed), **id))
-                .map(|(id, _)| *id);
-            let Some(evicted) = oldest.and_then(|id| this.open.remove(&id)) else {
-                break;
-            };
-            // A stored permit: the forward ends even if it is not waiting yet.
-            evicted.1.notify_one();
-        }
-        let id = this.next_id;
-        this.next_id += 1;
-        let close = Arc::new(Notify::new());
-        this.open
-            .insert(id, (Arc::clone(activity), Arc::clone(&close)));
-        drop(this);
-        (
-            LruEntry {
-                lru: Arc::clone(lru),
-                id,
-            },
-            close,
-        )
-    }
 }

@@ -1,3 +1,4 @@
+use super::filter::wildcard;
 use super::*;
 
 #[test]
