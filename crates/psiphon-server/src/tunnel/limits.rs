@@ -91,3 +91,38 @@ impl ForwardLru {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_recently_active_is_closed_first() {
+        let lru = Arc::new(Mutex::new(ForwardLru::default()));
+        let at = |ms| Arc::new(AtomicU64::new(ms));
+        let (a_act, b_act, c_act) = (at(10), at(5), at(5));
+        let (_a, a) = ForwardLru::register(&lru, 3, &a_act);
+        let (_b, b) = ForwardLru::register(&lru, 3, &b_act);
+        let (c_entry, c) = ForwardLru::register(&lru, 3, &c_act);
+        // b and c are equally old: the one opened first goes.
+        let (_d, _) = ForwardLru::register(&lru, 3, &at(20));
+        let fired = |n: &Notify| {
+            let waiter = n.notified();
+            tokio::pin!(waiter);
+            waiter.enable()
+        };
+        assert!(fired(&b) && !fired(&a) && !fired(&c));
+        // Activity moves a forward to the back.
+        c_act.store(30, Ordering::Relaxed);
+        let (_e, _) = ForwardLru::register(&lru, 3, &at(40));
+        assert!(fired(&a) && !fired(&c));
+        // A forward that ends leaves room; 0 = no limit.
+        drop(c_entry);
+        let (_f, _) = ForwardLru::register(&lru, 3, &at(50));
+        assert_eq!(lru.lock().unwrap().open.len(), 3);
+        for _ in 0..10 {
+            std::mem::forget(ForwardLru::register(&lru, 0, &at(60)));
+        }
+        assert_eq!(lru.lock().unwrap().open.len(), 13);
+    }
+}
