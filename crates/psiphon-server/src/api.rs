@@ -22,6 +22,7 @@ use crate::discovery::{ClientKey, Discovery};
 use crate::log::EventLog;
 use crate::psinet::Database;
 use crate::time::{rfc3339, rfc3339_hour, utc_date};
+use crate::traffic_rules::{Client, TrafficRules, TrafficRulesSet};
 
 /// The region reported while there is no GeoIP lookup.
 pub const REGION_NONE: &str = "None";
@@ -102,6 +103,11 @@ pub struct HandshakeInfo {
     pub client_version: String,
     /// Fields for the `server_tunnel` event.
     pub log_fields: Map<String, Value>,
+    /// The traffic rules selected with the handshake's parameters, when the context had a
+    /// rules set.
+    pub rules: Option<TrafficRules>,
+    /// The handshake's parameters, to select rules again when the rules file is reloaded.
+    pub params: ApiParams,
 }
 
 /// The API state of one tunnel.
@@ -133,6 +139,10 @@ pub struct ApiContext<'a> {
     /// What discovery needs of the client address (computed at accept; the address is not
     /// kept); `None` when unknown.
     pub client_key: Option<ClientKey>,
+    /// The traffic rules and what selects them besides the handshake's parameters; the
+    /// handshake selects the client's rules (reporting its rates, applying
+    /// `DisableDiscovery`). `None`: no rules, no limits.
+    pub traffic_rules: Option<(&'a TrafficRulesSet, Client<'a>)>,
 }
 
 /// Shuffles in place (tunnel-core returns home pages in random order).
@@ -322,10 +332,23 @@ impl ApiState {
             platform.is_mobile(),
         );
         shuffle(&mut homepages);
+        let rules = ctx.traffic_rules.map(|(set, client)| {
+            set.select(&Client {
+                handshake: Some(params),
+                ..client
+            })
+        });
+        let rate = |per_second: fn(&TrafficRules) -> u64| {
+            rules
+                .as_ref()
+                .map_or(0, |r| i64::try_from(per_second(r)).unwrap_or(i64::MAX))
+        };
+        let discovery = ctx
+            .discovery
+            .filter(|_| !rules.as_ref().is_some_and(|r| r.disable_discovery));
         // One discovered server (or none), chosen from the client address. As tunnel-core,
         // this server may be handed its own entry when it is in the discovery list.
-        let mut encoded_server_list: Vec<String> = ctx
-            .discovery
+        let mut encoded_server_list: Vec<String> = discovery
             .zip(ctx.client_key)
             .and_then(|(discovery, key)| discovery.select_key(key, now))
             .map(|server| server.encoded_server_entry.clone())
@@ -350,6 +373,8 @@ impl ApiState {
             client_region: ctx.geo.region.clone(),
             server_timestamp: rfc3339(now),
             padding: padding(params),
+            upstream_bytes_per_second: rate(|r| r.rate_limits.read_bytes_per_second),
+            downstream_bytes_per_second: rate(|r| r.rate_limits.write_bytes_per_second),
             ..HandshakeResponse::default()
         };
         let mut log_fields = Map::new();
@@ -364,6 +389,8 @@ impl ApiState {
             client_platform: platform.name().to_owned(),
             client_version,
             log_fields,
+            rules,
+            params: params.clone(),
         });
         // tunnel-core answers in CBOR exactly when the client asked for the v1 response.
         Ok(if params.wants_cbor_response() {
@@ -470,6 +497,7 @@ mod tests {
             geo: &crate::geoip::GeoFields::none(),
             discovery: None,
             client_key: None,
+            traffic_rules: None,
         };
         let mut api = ApiState::default();
         let day1 = UNIX_EPOCH + Duration::from_secs(1_763_745_903); // 2025-11-21T17:25:03Z
@@ -563,6 +591,7 @@ mod tests {
             geo: &geo,
             discovery,
             client_key,
+            traffic_rules: None,
         };
         let hs = base()
             .with_str("relay_protocol", "OSSH")
@@ -605,6 +634,7 @@ mod tests {
             geo: &geo,
             discovery: None,
             client_key: None,
+            traffic_rules: None,
         };
         let now = UNIX_EPOCH + Duration::from_secs(1_763_745_903);
         let mut api = ApiState::default();
@@ -737,6 +767,7 @@ mod tests {
             geo: &geo,
             discovery: None,
             client_key: None,
+            traffic_rules: None,
         };
         let mut api = ApiState::default();
         for _ in 0..100 {
@@ -778,6 +809,7 @@ mod tests {
                 geo: &geo,
                 discovery: None,
                 client_key: None,
+                traffic_rules: None,
             };
             let body = if packed {
                 [vec![0x00, 0x01], payload].concat()

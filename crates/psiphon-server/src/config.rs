@@ -153,7 +153,8 @@ pub struct Config {
     /// Drop a client after this long without a byte from it; not a JSON key (tunnel-core's
     /// `SSH_CONNECTION_READ_DEADLINE`, 5 minutes).
     pub read_deadline: Duration,
-    /// How often the psinet file is checked for changes; not a JSON key (5 s).
+    /// How often the psinet, traffic rules and GeoIP files are checked for changes; not a
+    /// JSON key (5 s).
     pub psinet_reload_period: Duration,
     /// Problems found while loading that are not fatal (unknown keys), for the caller to log.
     pub warnings: Vec<String>,

@@ -2,15 +2,22 @@
 //! (`GeoIPDatabaseFilenames`, City/Country and ISP types), as psiphond reports them.
 //!
 //! Privacy: a tunnel looks its peer address up once, when it is accepted, and keeps only these
-//! fields; the address itself is not stored or logged.
+//! fields; the address itself is not stored or logged. All tunnels of one client session
+//! share the session's first lookup for an hour (the cache is keyed by session id, never by
+//! address), and the database files are reopened when they change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::log::EventLog;
+use crate::reload::{ReloadOutcome, Stamp, reload_file};
 
 /// The value psiphond uses for anything unknown.
 pub const NONE: &str = "None";
@@ -85,14 +92,35 @@ struct CityRecord {
     names: BTreeMap<String, String>,
 }
 
-/// The configured databases; empty = every lookup is "None".
+/// How long a session's first lookup is shared by its later tunnels (tunnel-core's
+/// `GEOIP_SESSION_CACHE_TTL`).
+pub const SESSION_CACHE_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// Session id to (fields, time of the first lookup). Expired entries are dropped whenever the
+/// map has doubled since the last sweep.
+#[derive(Debug, Default)]
+struct SessionCache {
+    entries: HashMap<String, (GeoFields, Instant)>,
+    sweep_at: usize,
+}
+
+/// One configured database file and what is loaded from it.
+struct Database {
+    path: String,
+    reader: RwLock<Arc<maxminddb::Reader<Vec<u8>>>>,
+    seen: RwLock<Option<Stamp>>,
+}
+
+/// The configured databases (empty = every lookup is "None"), reloaded when their files
+/// change, and the session cache.
 pub struct GeoIp {
-    readers: Vec<maxminddb::Reader<Vec<u8>>>,
+    databases: Vec<Database>,
+    sessions: Mutex<SessionCache>,
 }
 
 impl std::fmt::Debug for GeoIp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GeoIp({} databases)", self.readers.len())
+        write!(f, "GeoIp({} databases)", self.databases.len())
     }
 }
 
@@ -104,33 +132,98 @@ fn clean(s: &str) -> String {
     }
 }
 
+fn open_reader(path: &str) -> Result<maxminddb::Reader<Vec<u8>>> {
+    maxminddb::Reader::open_readfile(path).map_err(|e| Error::ConfigValue {
+        file: path.to_owned(),
+        key: "GeoIPDatabaseFilenames".to_owned(),
+        reason: format!("not a readable MaxMind database: {e}"),
+    })
+}
+
 impl GeoIp {
     /// Opens every file; a missing or unreadable one is an error naming it.
     pub fn open(paths: &[String]) -> Result<GeoIp> {
-        let readers = paths
+        let databases = paths
             .iter()
             .map(|p| {
-                maxminddb::Reader::open_readfile(p).map_err(|e| Error::ConfigValue {
-                    file: p.clone(),
-                    key: "GeoIPDatabaseFilenames".to_owned(),
-                    reason: format!("not a readable MaxMind database: {e}"),
+                let seen = Stamp::of(Path::new(p)).ok();
+                Ok(Database {
+                    path: p.clone(),
+                    reader: RwLock::new(Arc::new(open_reader(p)?)),
+                    seen: RwLock::new(seen),
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(GeoIp { readers })
+        Ok(GeoIp {
+            databases,
+            sessions: Mutex::default(),
+        })
     }
 
     /// No databases: every lookup gives "None".
     pub fn empty() -> GeoIp {
         GeoIp {
-            readers: Vec::new(),
+            databases: Vec::new(),
+            sessions: Mutex::default(),
         }
+    }
+
+    /// Reopens each database whose file changed; one that does not open keeps the old data
+    /// and logs an error naming the file. Blocking.
+    pub fn reload_if_changed(&self, log: &EventLog) -> ReloadOutcome {
+        let mut outcome = ReloadOutcome::Unchanged;
+        for db in &self.databases {
+            let one = reload_file(
+                Path::new(&db.path),
+                &db.seen,
+                log,
+                ("GeoIP", "GeoIP database"),
+                || {
+                    let reader = open_reader(&db.path)?;
+                    let kind = reader.metadata().database_type.clone();
+                    *db.reader.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(reader);
+                    Ok(kind)
+                },
+            );
+            if outcome != ReloadOutcome::Failed && one != ReloadOutcome::Unchanged {
+                outcome = one;
+            }
+        }
+        outcome
+    }
+
+    /// The fields for a tunnel of `session_id`: the first lookup of the session within
+    /// [`SESSION_CACHE_TTL`], else `looked_up`, which is then cached. The flag says whether
+    /// this was the session's first tunnel.
+    pub fn session(
+        &self,
+        session_id: &str,
+        looked_up: GeoFields,
+        now: Instant,
+    ) -> (GeoFields, bool) {
+        let mut cache = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((fields, at)) = cache.entries.get(session_id)
+            && now.saturating_duration_since(*at) < SESSION_CACHE_TTL
+        {
+            return (fields.clone(), false);
+        }
+        if cache.entries.len() >= cache.sweep_at {
+            cache
+                .entries
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < SESSION_CACHE_TTL);
+            cache.sweep_at = (cache.entries.len() * 2).max(1024);
+        }
+        cache
+            .entries
+            .insert(session_id.to_owned(), (looked_up.clone(), now));
+        (looked_up, true)
     }
 
     /// Looks `ip` up in every database; the first answer for each field wins.
     pub fn lookup(&self, ip: IpAddr) -> GeoFields {
         let mut g = GeoFields::none();
-        for reader in &self.readers {
+        for db in &self.databases {
+            let reader = Arc::clone(&db.reader.read().unwrap_or_else(PoisonError::into_inner));
             let Ok(found) = reader.lookup(ip) else {
                 continue;
             };
@@ -164,5 +257,37 @@ impl GeoIp {
             }
         }
         g
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_keeps_its_first_lookup_for_an_hour() {
+        let geo = GeoIp::empty();
+        let region = |r: &str| GeoFields {
+            region: r.to_owned(),
+            ..GeoFields::none()
+        };
+        let t0 = Instant::now();
+        assert_eq!(geo.session("s", region("CA"), t0), (region("CA"), true));
+        let later = t0 + Duration::from_secs(59 * 60);
+        assert_eq!(geo.session("s", region("FR"), later), (region("CA"), false));
+        assert_eq!(geo.session("t", region("FR"), later), (region("FR"), true));
+        let expired = t0 + SESSION_CACHE_TTL;
+        assert_eq!(
+            geo.session("s", region("FR"), expired),
+            (region("FR"), true)
+        );
+        // Expired sessions are swept as the cache grows.
+        let much_later = expired + SESSION_CACHE_TTL;
+        for i in 0..3000 {
+            geo.session(&i.to_string(), GeoFields::none(), much_later);
+        }
+        let cache = geo.sessions.lock().unwrap();
+        assert!(!cache.entries.contains_key("t"));
+        assert!(cache.entries.len() <= 3000);
     }
 }

@@ -15,6 +15,7 @@ pub mod prune;
 pub mod psinet;
 pub mod reload;
 mod server;
+pub mod throttle;
 pub mod time;
 pub mod traffic_rules;
 mod tunnel;

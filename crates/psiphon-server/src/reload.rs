@@ -35,19 +35,72 @@ impl Psinet {
     }
 }
 
-/// What identifies a version of the file: modification time and size.
+/// What identifies a version of a file: modification time and size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     modified: SystemTime,
     len: u64,
 }
 
-fn stamp(path: &Path) -> io::Result<Stamp> {
-    let meta = std::fs::metadata(path)?;
-    Ok(Stamp {
-        modified: meta.modified()?,
-        len: meta.len(),
-    })
+impl Stamp {
+    pub(crate) fn of(path: &Path) -> io::Result<Stamp> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Stamp {
+            modified: meta.modified()?,
+            len: meta.len(),
+        })
+    }
+}
+
+/// One reload check of a file: when its stamp differs from `seen`, runs `load` (which swaps
+/// the new data in and says what it loaded). Failures keep the old data and log one error
+/// naming the file; a missing file is reported once, not on every poll. `what` names the
+/// data in messages: ("psinet", "psinet database").
+pub(crate) fn reload_file(
+    path: &Path,
+    seen: &RwLock<Option<Stamp>>,
+    log: &EventLog,
+    (what, data): (&str, &str),
+    load: impl FnOnce() -> Result<String>,
+) -> ReloadOutcome {
+    let file = path.display();
+    let new = match Stamp::of(path) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let mut seen = seen.write().unwrap_or_else(PoisonError::into_inner);
+            if seen.take().is_some() {
+                log.message(
+                    Level::Error,
+                    &format!("{what} reload: cannot read {file}: {e}; keeping the previous {data}"),
+                );
+                return ReloadOutcome::Failed;
+            }
+            return ReloadOutcome::Unchanged;
+        }
+    };
+    {
+        let mut seen = seen.write().unwrap_or_else(PoisonError::into_inner);
+        if *seen == new {
+            return ReloadOutcome::Unchanged;
+        }
+        *seen = new;
+    }
+    match load() {
+        Ok(summary) => {
+            log.message(
+                Level::Info,
+                &format!("{data} reloaded from {file}: {summary}"),
+            );
+            ReloadOutcome::Reloaded
+        }
+        Err(e) => {
+            log.message(
+                Level::Error,
+                &format!("{what} reload failed, keeping the previous {data}: {e}"),
+            );
+            ReloadOutcome::Failed
+        }
+    }
 }
 
 /// The current psinet, replaced whole on reload. Readers take an `Arc` and keep a consistent
@@ -74,7 +127,7 @@ impl PsinetStore {
         now: SystemTime,
     ) -> Result<PsinetStore> {
         // The stamp is taken before reading: a write during the read shows as a change later.
-        let seen = path.and_then(|p| stamp(p).ok());
+        let seen = path.and_then(|p| Stamp::of(p).ok());
         let database = match path {
             Some(p) => Database::read(p)?,
             None => Database::default(),
@@ -104,54 +157,16 @@ impl PsinetStore {
         let Some(path) = &self.path else {
             return ReloadOutcome::Unchanged;
         };
-        let file = path.display();
-        let new = match stamp(path) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                // Logged once per disappearance, not on every poll.
-                let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
-                if seen.take().is_some() {
-                    log.message(
-                        Level::Error,
-                        &format!(
-                            "psinet reload: cannot read {file}: {e}; keeping the previous database"
-                        ),
-                    );
-                    return ReloadOutcome::Failed;
-                }
-                return ReloadOutcome::Unchanged;
-            }
-        };
-        {
-            let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
-            if *seen == new {
-                return ReloadOutcome::Unchanged;
-            }
-            *seen = new;
-        }
-        match Database::read(path) {
-            Ok(database) => {
-                let servers = database.discovery_servers.len();
-                let psinet = Psinet::new(database, self.strategy, &self.hmac_key, now);
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(psinet);
-                log.message(
-                    Level::Info,
-                    &format!(
-                        "psinet database reloaded from {file}: {servers} discovery servers, \
-                         {} discovery strategy",
-                        self.strategy.name()
-                    ),
-                );
-                ReloadOutcome::Reloaded
-            }
-            Err(e) => {
-                log.message(
-                    Level::Error,
-                    &format!("psinet reload failed, keeping the previous database: {e}"),
-                );
-                ReloadOutcome::Failed
-            }
-        }
+        reload_file(path, &self.seen, log, ("psinet", "psinet database"), || {
+            let database = Database::read(path)?;
+            let servers = database.discovery_servers.len();
+            let psinet = Psinet::new(database, self.strategy, &self.hmac_key, now);
+            *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(psinet);
+            Ok(format!(
+                "{servers} discovery servers, {} discovery strategy",
+                self.strategy.name()
+            ))
+        })
     }
 }
 
@@ -166,11 +181,9 @@ pub enum ReloadOutcome {
     Failed,
 }
 
-/// Polls the server's psinet file every `PsinetReloadPeriod` until shutdown.
-pub(crate) async fn watch_psinet(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    if shared.psinet.path().is_none() {
-        return;
-    }
+/// Polls the server's psinet, traffic rules and GeoIP files every `PsinetReloadPeriod` until
+/// shutdown.
+pub(crate) async fn watch_files(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let period = shared.config.psinet_reload_period;
     loop {
         tokio::select! {
@@ -182,6 +195,8 @@ pub(crate) async fn watch_psinet(shared: Arc<Shared>, mut shutdown: watch::Recei
             shared
                 .psinet
                 .reload_if_changed(&shared.log, SystemTime::now());
+            shared.rules.reload_if_changed(&shared.log);
+            shared.geoip.reload_if_changed(&shared.log);
         });
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log::{EventLog, Level};
 use crate::reload::PsinetStore;
-use crate::traffic_rules::TrafficRules;
+use crate::traffic_rules::RulesStore;
 use crate::tunnel;
 
 /// A listener's tunnel protocol: its plug-in from psiphon-transport.
@@ -48,7 +48,7 @@ pub struct ServerStats {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) psinet: PsinetStore,
-    pub(crate) rules: TrafficRules,
+    pub(crate) rules: RulesStore,
     pub(crate) log: EventLog,
     pub(crate) ssh: psiphon_ssh::ServerConfig,
     /// SSH under OSSH: no encrypt-then-MAC, as tunnel-core (ETM leaks packet lengths).
@@ -90,10 +90,10 @@ impl Server {
             &config.discovery_value_hmac_key,
             std::time::SystemTime::now(),
         )?;
-        let rules = match &config.traffic_rules_filename {
-            Some(path) => TrafficRules::read(path)?,
-            None => TrafficRules::default(),
-        };
+        let rules = RulesStore::open(config.traffic_rules_filename.as_deref())?;
+        for warning in &rules.current().warnings {
+            log.message(Level::Warning, warning);
+        }
         let mut ssh = psiphon_ssh::ServerConfig::new(Arc::clone(&config.ssh_private_key));
         ssh.common.version = config.ssh_server_version.clone();
         let mut ssh_under_ossh = ssh.clone();
@@ -164,7 +164,7 @@ impl Server {
                 ))
             })
             .collect();
-        listeners.push(tokio::spawn(crate::reload::watch_psinet(
+        listeners.push(tokio::spawn(crate::reload::watch_files(
             Arc::clone(&shared),
             shutdown.subscribe(),
         )));

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinSet;
 
 use crate::api::{ApiContext, ApiState};
@@ -27,7 +27,12 @@ use crate::bogon::is_bogon;
 use crate::deadline::ReadDeadline;
 use crate::discovery::ClientKey;
 use crate::server::{Protocol, Shared};
+use crate::throttle::{Throttle, Throttled};
 use crate::time::rfc3339_millis;
+use crate::traffic_rules::{Client, TrafficRules};
+
+mod limits;
+use limits::{ForwardLimits, ForwardLru};
 
 fn ct_eq(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
@@ -76,10 +81,22 @@ pub(crate) async fn serve(
     // The one use of the address besides the OSSH seed history: GeoIP, now; only the derived
     // fields are kept.
     let geo = shared.geoip.lookup(peer);
+    // Rules before authentication: the establishment rates of the rules for this address.
+    let protocol_name = protocol.protocol().name();
+    let rules = shared.rules.current().select(&Client {
+        tunnel_protocol: protocol_name,
+        geo: &geo,
+        handshake: None,
+        first_tunnel_in_session: true,
+    });
+    let throttle = Arc::new(Throttle::new(rules.rate_limits.limits(false)));
     // And discovery's key, kept until the API handshake in place of the address.
     let client_key = ClientKey::new(peer, &shared.config.discovery_value_hmac_key);
     let _ = tcp.set_nodelay(true);
-    let tcp = ReadDeadline::new(tcp, shared.config.read_deadline);
+    let tcp = ReadDeadline::new(
+        Throttled::new(tcp, Arc::clone(&throttle)),
+        shared.config.read_deadline,
+    );
     let slot = Arc::new(Mutex::new(None));
     let check = password_check(&shared, Arc::clone(&slot));
     let handshake = async {
@@ -109,7 +126,20 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let rules = &shared.rules;
+    // All tunnels of a session share its first GeoIP lookup; rules again for the session.
+    let (geo, first_tunnel_in_session) =
+        shared
+            .geoip
+            .session(&payload.session_id, geo, Instant::now());
+    let session_rules = shared.rules.current().select(&Client {
+        tunnel_protocol: protocol_name,
+        geo: &geo,
+        handshake: None,
+        first_tunnel_in_session,
+    });
+    if session_rules != rules {
+        throttle.set_limits(session_rules.rate_limits.limits(false));
+    }
     let tunnel = Tunnel {
         shared: Arc::clone(&shared),
         protocol,
@@ -117,8 +147,9 @@ pub(crate) async fn serve(
         api: ApiState::default(),
         stats: Arc::new(ForwardStats::default()),
         forwards: JoinSet::new(),
-        open_slots: Arc::new(Semaphore::new(rules.max_tcp_port_forward_count)),
-        dial_slots: Arc::new(Semaphore::new(rules.max_tcp_dialing_port_forward_count)),
+        limits: None,
+        throttle,
+        first_tunnel_in_session,
         start_time,
         start,
         geo,
@@ -168,19 +199,26 @@ struct Tunnel {
     client_key: Option<ClientKey>,
     stats: Arc<ForwardStats>,
     forwards: JoinSet<()>,
-    open_slots: Arc<Semaphore>,
-    dial_slots: Arc<Semaphore>,
+    /// The rules and forward limits selected after the API handshake.
+    limits: Option<ForwardLimits>,
+    throttle: Arc<Throttle>,
+    first_tunnel_in_session: bool,
     start_time: SystemTime,
     start: Instant,
 }
 
 impl Tunnel {
     async fn run(mut self, mut conn: Connection, mut shutdown: watch::Receiver<bool>) {
+        let mut rules_reloaded = self.shared.rules.subscribe();
         loop {
             while self.forwards.try_join_next().is_some() {}
             let incoming = tokio::select! {
                 incoming = conn.next_incoming() => incoming,
                 _ = shutdown.wait_for(|stop| *stop) => None,
+                Ok(()) = rules_reloaded.changed() => {
+                    self.reselect_rules();
+                    continue;
+                }
             };
             match incoming {
                 None => break,
@@ -194,17 +232,45 @@ impl Tunnel {
         self.log_tunnel();
     }
 
+    /// After a rules reload, as tunnel-core: the client's rules are selected again and its
+    /// rate limits start afresh; forwards already open keep their timeouts.
+    fn reselect_rules(&mut self) {
+        let set = self.shared.rules.current();
+        let handshake = self.api.handshake();
+        let rules = set.select(&Client {
+            tunnel_protocol: self.protocol.protocol().name(),
+            geo: &self.geo,
+            handshake: handshake.map(|h| &h.params),
+            first_tunnel_in_session: self.first_tunnel_in_session,
+        });
+        self.throttle
+            .set_limits(rules.rate_limits.limits(handshake.is_some()));
+        if let Some(limits) = &self.limits {
+            self.limits = Some(ForwardLimits::new(rules, Arc::clone(&limits.lru)));
+        }
+    }
+
     fn request(&mut self, request: IncomingRequest) {
         // One consistent psinet for the request, even if a reload lands meanwhile.
         let psinet = self.shared.psinet.current();
+        let rules_set = self.shared.rules.current();
         let ctx = ApiContext {
             psinet: &psinet.database,
             log: &self.shared.log,
             session_id: &self.payload.session_id,
             own_encoded_server_entries: &self.shared.config.own_encoded_server_entries,
             geo: &self.geo,
-            discovery: (!self.shared.rules.disable_discovery).then_some(&psinet.discovery),
+            discovery: Some(&psinet.discovery),
             client_key: self.client_key,
+            traffic_rules: Some((
+                &rules_set,
+                Client {
+                    tunnel_protocol: self.protocol.protocol().name(),
+                    geo: &self.geo,
+                    handshake: None,
+                    first_tunnel_in_session: self.first_tunnel_in_session,
+                },
+            )),
         };
         let name = request.name().to_owned();
         match self
@@ -214,8 +280,14 @@ impl Tunnel {
             Some(body) => request.reply(true, &body),
             None => request.reply(false, &[]),
         }
-        if self.api.handshake().is_some() {
+        if let Some(h) = self.api.handshake() {
             self.client_key = None;
+            if self.limits.is_none() {
+                // Rules selected with the handshake's parameters apply from now on.
+                let rules = h.rules.clone().unwrap_or_default();
+                self.throttle.set_limits(rules.rate_limits.limits(true));
+                self.limits = Some(ForwardLimits::new(rules, Arc::default()));
+            }
         }
     }
 
@@ -226,30 +298,34 @@ impl Tunnel {
             channel.reject(open_failure::UNKNOWN_CHANNEL_TYPE, "unknown channel type");
             return;
         }
-        if self.api.handshake().is_none() {
+        let Some(limits) = &self.limits else {
             channel.reject(
                 open_failure::ADMINISTRATIVELY_PROHIBITED,
                 "port forward before handshake",
             );
             return;
-        }
+        };
         let Ok((host, port)) = psiphon_ssh::parse_direct_tcpip_extra(channel.extra()) else {
             channel.reject(open_failure::CONNECT_FAILED, "invalid port forward");
             return;
         };
-        let Ok(open_permit) = Arc::clone(&self.open_slots).try_acquire_owned() else {
+        // As tunnel-core, requests wait for a dial slot in a queue of MaxTCPPortForwardCount
+        // + MaxTCPDialingPortForwardCount; beyond that they are refused.
+        let Ok(queued) = Arc::clone(&limits.queue).try_acquire_owned() else {
             channel.reject(open_failure::RESOURCE_SHORTAGE, "too many port forwards");
             return;
         };
-        // As tunnel-core does, a forward beyond the dialing limit waits for a dial slot rather
-        // than failing; the open-forward limit above bounds how many can wait.
-        let dial_slots = Arc::clone(&self.dial_slots);
+        let dial_slots = Arc::clone(&limits.dial_slots);
         let forward = Forward {
             open: OpenForward::new(&self.stats),
-            _open_permit: open_permit,
+            queued,
             allow_bogons: self.shared.config.allow_bogons,
-            dial_timeout: self.shared.rules.dial_tcp_port_forward_timeout,
-            idle_timeout: self.shared.rules.idle_tcp_port_forward_timeout,
+            dial_timeout: limits.rules.dial_tcp_port_forward_timeout,
+            idle_timeout: limits.rules.idle_tcp_port_forward_timeout,
+            rules: Arc::clone(&limits.rules),
+            shared: Arc::clone(&self.shared),
+            lru: Arc::clone(&limits.lru),
+            epoch: self.start,
         };
         self.forwards.spawn(async move {
             let Ok(dial_permit) = dial_slots.acquire_owned().await else {
@@ -317,25 +393,42 @@ impl Tunnel {
 /// One port forward's settings and accounting.
 struct Forward {
     open: OpenForward,
-    _open_permit: OwnedSemaphorePermit,
+    /// A place in the dial queue, given back once dialled.
+    queued: OwnedSemaphorePermit,
     allow_bogons: bool,
     dial_timeout: Duration,
     idle_timeout: Duration,
+    rules: Arc<TrafficRules>,
+    shared: Arc<Shared>,
+    lru: Arc<Mutex<ForwardLru>>,
+    /// The tunnel's start: activity times of its forwards are measured from it.
+    epoch: Instant,
 }
 
 enum DialError {
-    Bogon,
+    /// A bogon, or a destination the traffic rules refuse.
+    Prohibited,
     Failed,
 }
 
-async fn dial(host: &str, port: u16, allow_bogons: bool) -> Result<TcpStream, DialError> {
+async fn dial(
+    host: &str,
+    port: u16,
+    allow_bogons: bool,
+    rules: &TrafficRules,
+    shared: &Shared,
+) -> Result<TcpStream, DialError> {
     let addr: SocketAddr = tokio::net::lookup_host((host, port))
         .await
         .map_err(|_| DialError::Failed)?
         .next()
         .ok_or(DialError::Failed)?;
     if !allow_bogons && is_bogon(addr.ip()) {
-        return Err(DialError::Bogon);
+        return Err(DialError::Prohibited);
+    }
+    // Ports, subnets and ASNs are checked on the resolved address.
+    if !rules.allow_tcp(addr.ip(), port, |ip| shared.geoip.lookup(ip).asn) {
+        return Err(DialError::Prohibited);
     }
     let tcp = TcpStream::connect(addr)
         .await
@@ -355,14 +448,18 @@ impl Forward {
         let stats = &self.open.0;
         let dialing = stats.dialing.fetch_add(1, Ordering::Relaxed) + 1;
         stats.peak_dialing.fetch_max(dialing, Ordering::Relaxed);
-        let dialed =
-            tokio::time::timeout(self.dial_timeout, dial(&host, port, self.allow_bogons)).await;
+        let dialed = tokio::time::timeout(
+            self.dial_timeout,
+            dial(&host, port, self.allow_bogons, &self.rules, &self.shared),
+        )
+        .await;
         stats.dialing.fetch_sub(1, Ordering::Relaxed);
         drop(dial_permit);
+        drop(self.queued);
         drop(host);
         let tcp = match dialed {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(DialError::Bogon)) => {
+            Ok(Err(DialError::Prohibited)) => {
                 channel.reject(
                     open_failure::ADMINISTRATIVELY_PROHIBITED,
                     "destination not allowed",
@@ -374,11 +471,14 @@ impl Forward {
                 return;
             }
         };
+        let epoch = self.epoch;
+        let activity = Arc::new(AtomicU64::new(millis_since(epoch)));
+        // At MaxTCPPortForwardCount, the least recently active forward is closed.
+        let (_lru_entry, close) =
+            ForwardLru::register(&self.lru, self.rules.max_tcp_port_forward_count, &activity);
         let Ok(channel) = channel.accept() else {
             return;
         };
-        let epoch = Instant::now();
-        let activity = AtomicU64::new(0);
         let mut up = Counted {
             inner: channel,
             bytes: &stats.bytes_up,
@@ -399,6 +499,7 @@ impl Forward {
         tokio::select! {
             _ = relay => {}
             () = idle => {}
+            () = close.notified() => {}
         }
     }
 }
@@ -425,8 +526,8 @@ struct Counted<'a, S> {
 
 impl<S> Counted<'_, S> {
     fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.activity.store(ms, Ordering::Relaxed);
+        self.activity
+            .store(millis_since(self.epoch), Ordering::Relaxed);
     }
 }
 
@@ -467,4 +568,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
+}
+
+fn millis_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

@@ -27,14 +27,17 @@ struct IspRecord {
 }
 
 fn write_db<T: serde::Serialize>(path: &Path, db_type: &str, value: T) {
+    // Written next to the target and renamed over it, as an operator replaces a database.
+    let tmp = path.with_extension("tmp");
     let mut db = Database::default();
     db.metadata.database_type = db_type.to_owned();
     db.metadata.binary_format_major_version = 2;
     db.metadata.languages = vec!["en".to_owned()];
     let data = db.insert_value(value).unwrap();
     db.insert_node("127.45.0.0/16".parse::<IpAddrWithMask>().unwrap(), data);
-    let file = std::fs::File::create(path).unwrap();
+    let file = std::fs::File::create(&tmp).unwrap();
     db.write_to(file).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn databases(dir: &Path) -> Vec<String> {
@@ -134,4 +137,141 @@ async fn handshake_and_logs_use_geoip_never_the_address() {
     assert!(unique.contains("\"client_region\":\"CA\""), "{unique}");
     let all = String::from_utf8_lossy(&f.all_written_bytes()).into_owned();
     assert!(!all.contains(CLIENT_IP), "the client address was written");
+}
+
+fn password_for(entry: &psiphon_protocol::ServerEntry, session_id: &str) -> String {
+    psiphon_protocol::SshPasswordPayload {
+        session_id: session_id.to_owned(),
+        ssh_password: entry.ssh_password().unwrap().to_owned(),
+        client_capabilities: vec![],
+        sponsor_id: common::SPONSOR.to_owned(),
+    }
+    .to_json()
+}
+
+async fn region_of(
+    server: &Server,
+    f: &common::Fixture,
+    source: Option<IpAddr>,
+    session_id: &str,
+) -> String {
+    let conn = common::connect_with(
+        server,
+        &f.entry,
+        "OSSH",
+        source,
+        password_for(&f.entry, session_id),
+    )
+    .await
+    .unwrap();
+    let body = request(&conn, "psiphon-handshake", &handshake_params("OSSH"))
+        .await
+        .unwrap();
+    HandshakeResponse::from_json(&body).unwrap().client_region
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_of_a_session_share_its_first_lookup_and_databases_reload() {
+    let mut f = fixture(false);
+    let paths = databases(f.dir.path());
+    f.config.geoip_database_filenames = paths.clone();
+    f.config.psinet_reload_period = std::time::Duration::from_millis(50);
+    let server = Server::start(f.config.clone()).await.unwrap();
+    let canada: IpAddr = CLIENT_IP.parse().unwrap();
+    let elsewhere: IpAddr = "127.0.0.1".parse().unwrap();
+    let (s1, s2, s3) = (
+        "11111111111111111111111111111111",
+        "22222222222222222222222222222222",
+        "33333333333333333333333333333333",
+    );
+    assert_eq!(region_of(&server, &f, Some(canada), s1).await, "CA");
+    // The same session from another address: still the first lookup.
+    assert_eq!(region_of(&server, &f, Some(elsewhere), s1).await, "CA");
+    assert_eq!(region_of(&server, &f, Some(elsewhere), s2).await, "None");
+
+    // A new City database: new sessions see it, the old one keeps its cached lookup.
+    write_db(
+        Path::new(&paths[0]),
+        "GeoIP2-City",
+        json!({"country": {"iso_code": "FR"}, "city": {"names": {"en": "Lyon"}}, "pad": "x"}),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f.log_text().contains("GeoIP database reloaded") {
+        assert!(std::time::Instant::now() < deadline, "{}", f.log_text());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(region_of(&server, &f, Some(canada), s3).await, "FR");
+    assert_eq!(region_of(&server, &f, Some(canada), s1).await, "CA");
+
+    // A broken file: an error naming it, the last good database stays.
+    std::fs::write(&paths[0], b"not a database").unwrap();
+    while !f.log_text().contains("GeoIP reload failed") {
+        assert!(std::time::Instant::now() < deadline, "{}", f.log_text());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let log = f.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("GeoIP reload failed"))
+        .unwrap();
+    assert!(line.contains("city.mmdb"), "{line}");
+    assert_eq!(
+        region_of(
+            &server,
+            &f,
+            Some(canada),
+            "44444444444444444444444444444444"
+        )
+        .await,
+        "FR"
+    );
+    server.shutdown().await;
+    let all = String::from_utf8_lossy(&f.all_written_bytes()).into_owned();
+    assert!(!all.contains(CLIENT_IP), "the client address was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_rules_filter_on_the_client_region_and_asn() {
+    let mut f = fixture(false);
+    f.config.geoip_database_filenames = databases(f.dir.path());
+    let rules = json!({
+        "DefaultRules": {"RateLimits": {"ReadBytesPerSecond": 100}},
+        "FilteredRules": [
+            {"Filter": {"Regions": ["CA"], "ASNs": ["64500"], "TunnelProtocols": ["OSSH"]},
+             "Rules": {"RateLimits": {"ReadBytesPerSecond": 5000, "WriteBytesPerSecond": 6000}}}
+        ]
+    });
+    std::fs::write(f.path("psiphond-traffic-rules.config"), rules.to_string()).unwrap();
+    let server = Server::start(f.config.clone()).await.unwrap();
+    let rates = |source: &str, session: &str| {
+        let source: IpAddr = source.parse().unwrap();
+        let server = &server;
+        let f = &f;
+        let session = session.to_owned();
+        async move {
+            let conn = common::connect_with(
+                server,
+                &f.entry,
+                "OSSH",
+                Some(source),
+                password_for(&f.entry, &session),
+            )
+            .await
+            .unwrap();
+            let body = request(&conn, "psiphon-handshake", &handshake_params("OSSH"))
+                .await
+                .unwrap();
+            let r = HandshakeResponse::from_json(&body).unwrap();
+            (r.upstream_bytes_per_second, r.downstream_bytes_per_second)
+        }
+    };
+    assert_eq!(
+        rates(CLIENT_IP, "55555555555555555555555555555555").await,
+        (5000, 6000)
+    );
+    assert_eq!(
+        rates("127.0.0.1", "66666666666666666666666666666666").await,
+        (100, 0)
+    );
+    server.shutdown().await;
 }

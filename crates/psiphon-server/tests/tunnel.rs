@@ -245,49 +245,6 @@ async fn wrong_password_and_bad_handshake_params() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn port_forward_count_is_bounded() {
-    let fx = fixture(true);
-    std::fs::write(
-        fx.path("psiphond-traffic-rules.config"),
-        r#"{"DefaultRules":{"MaxTCPPortForwardCount":2}}"#,
-    )
-    .unwrap();
-    let server = Server::start(fx.config.clone()).await.unwrap();
-    let origin = echo_origin().await;
-    let conn = connect(&server, &fx.entry, "SSH").await;
-    request(&conn, "psiphon-handshake", &handshake_params("SSH"))
-        .await
-        .unwrap();
-    let host = origin.ip().to_string();
-    let a = conn
-        .handle()
-        .open_direct_tcpip(&host, origin.port())
-        .await
-        .unwrap();
-    let b = conn
-        .handle()
-        .open_direct_tcpip(&host, origin.port())
-        .await
-        .unwrap();
-    assert_eq!(
-        refusal(conn.handle().open_direct_tcpip(&host, origin.port()).await),
-        open_failure::RESOURCE_SHORTAGE
-    );
-    drop((a, b));
-    // Closed forwards give their slots back.
-    let start = std::time::Instant::now();
-    loop {
-        match conn.handle().open_direct_tcpip(&host, origin.port()).await {
-            Ok(_) => break,
-            Err(e) => assert!(start.elapsed() < Duration::from_secs(10), "{e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drop(conn);
-    server.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_ssh_client_is_dropped_at_the_handshake_deadline() {
     let fx = fixture(true);
     let server = Server::start(fx.config.clone()).await.unwrap();
