@@ -13,6 +13,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 # configs; a system service the package may start does not matter to them.
 [ -x /usr/bin/tinyproxy ] || need+=(tinyproxy)
 [ -x /usr/sbin/danted ] || need+=(dante-server)
+# psinet's report test checks its SVG charts with xmllint.
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -31,4 +33,5 @@ export PSIPHON_REQUIRE_OPENSSH=1
 export PSIPHON_REQUIRE_CURL=1
 export PSIPHON_REQUIRE_NGINX=1
 export PSIPHON_REQUIRE_UPSTREAM_PROXIES=1
+export PSIPHON_REQUIRE_XMLLINT=1
 cargo test --workspace --all-features --locked "$@"
