@@ -114,7 +114,8 @@ impl Svg {
     }
 }
 
-fn title_of(report: &Report) -> String {
+/// The title; `drawn` is the range of days drawn, named when the query gave none.
+fn title_of(report: &Report, drawn: Option<(i64, i64)>) -> String {
     let q = &report.query;
     let what = match q.kind {
         Kind::Sessions => "Psiphon use",
@@ -128,7 +129,9 @@ fn title_of(report: &Report) -> String {
         (Some(a), Some(b)) => format!(", {} to {}", day_text(a), day_text(b)),
         (Some(a), None) => format!(", from {}", day_text(a)),
         (None, Some(b)) => format!(", to {}", day_text(b)),
-        (None, None) => String::new(),
+        (None, None) => drawn.map_or(String::new(), |(a, b)| {
+            format!(", {} to {}", day_text(a), day_text(b))
+        }),
     };
     format!("{what}{sponsor}{range}")
 }
@@ -222,7 +225,7 @@ fn sessions_chart(report: &Report) -> Result<String> {
     let span = (last - first).max(1) as f64;
     let x_of = |day: i64| LEFT + (day - first) as f64 / span * (PLOT_RIGHT - LEFT);
 
-    let title = title_of(report);
+    let title = title_of(report, (!days.is_empty()).then_some((first, last)));
     let top1 = 90.0;
     let top2 = top1 + PANEL_HEIGHT + 70.0;
     let height = top2 + PANEL_HEIGHT + 80.0;
@@ -386,7 +389,7 @@ fn domains_chart(report: &Report) -> String {
     bars.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let not_drawn = bars.len().saturating_sub(MAX_BARS);
     bars.truncate(MAX_BARS);
-    let title = title_of(report);
+    let title = title_of(report, None);
     let top = 80.0;
     let row = 26.0;
     let height = top + row * bars.len().max(1) as f64 + 90.0;
