@@ -519,3 +519,40 @@ async fn a_real_psiphond_session_is_counted_and_nothing_else() {
     // The client came from 127.0.0.1; its session id is in psiphond's log, not in ours.
     assert_nothing_forbidden(&out_dir, &["127.0.0.1", &session_id]);
 }
+
+#[test]
+fn help_and_the_stats_db_env_var() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = Path::new("/nonexistent/stats.db");
+    for (args, want) in [
+        (&["stats", "--help"][..], "ingest"),
+        (&["stats", "ingest", "--help"], "--retention-days"),
+        (&["stats", "prune", "--help"], "--retention-days"),
+        (&["report", "--help"], "--min-count"),
+    ] {
+        let (out, _) = ok(nowhere, args);
+        assert!(
+            out.contains("Usage: psinet") && out.contains(want),
+            "{args:?}: {out}"
+        );
+    }
+    // PSINET_STATS_DB names the store; the network database is not touched.
+    let stats = dir.path().join("from-env.db");
+    let log = dir.path().join("psiphond.log");
+    std::fs::write(&log, unique_user(&day(1), "CA", 1)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_psinet"))
+        .args(["stats", "ingest", log.to_str().unwrap()])
+        .env("PSINET_STATS_DB", &stats)
+        .env("PSINET_DB", dir.path().join("network.db"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stats.exists());
+    assert!(!dir.path().join("network.db").exists());
+    assert!(!dir.path().join("psinet-stats.db").exists());
+}
