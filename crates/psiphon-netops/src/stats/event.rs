@@ -266,7 +266,73 @@ pub fn parse_line(line: &str) -> Result<Parsed, String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn kept_texts(event: &Event) -> Vec<&str> {
+        match event {
+            Event::Session {
+                at, isp, protocol, ..
+            } => vec![&at.sponsor_id, &at.region, &at.asn, isp, protocol],
+            Event::UniqueUser { at, isp } => vec![&at.sponsor_id, &at.region, &at.asn, isp],
+            Event::DomainBytes { at, domain, .. } => {
+                vec![&at.sponsor_id, &at.region, &at.asn, domain]
+            }
+        }
+        .into_iter()
+        .map(String::as_str)
+        .collect()
+    }
+
+    proptest! {
+        /// Any line: an answer, never a panic.
+        #[test]
+        fn any_line_is_answered(line in ".{0,300}") {
+            let _ = parse_line(&line);
+        }
+
+        /// Whatever fields a counted event carries, an IPv4 or IPv6 address, with or without
+        /// a port, or a URL, in any field, never comes out in a kept value.
+        #[test]
+        fn no_address_is_kept(
+            event in prop::sample::select(vec!["server_tunnel", "unique_user", "domain_dest_bytes"]),
+            v4 in any::<[u8; 4]>(),
+            v6 in any::<[u16; 8]>(),
+            port in any::<u16>(),
+            keys in prop::collection::vec(
+                prop::sample::select(vec![
+                    "sponsor_id", "client_region", "client_asn", "client_isp",
+                    "relay_protocol", "domain", "client_ip", "other",
+                ]),
+                1..6,
+            ),
+            form in 0usize..5,
+        ) {
+            let v4 = std::net::Ipv4Addr::from(v4).to_string();
+            let v6 = std::net::Ipv6Addr::from(v6).to_string();
+            let value = match form {
+                0 => v4.clone(),
+                1 => format!("{v4}:{port}"),
+                2 => v6.clone(),
+                3 => format!("[{v6}]:{port}"),
+                _ => format!("https://{v4}/x"),
+            };
+            let mut fields = Map::new();
+            fields.insert("event_name".into(), Value::from(event));
+            fields.insert("timestamp".into(), Value::from("2026-11-21T10:00:00Z"));
+            for k in &keys {
+                fields.insert((*k).to_owned(), Value::from(value.clone()));
+            }
+            let line = Value::Object(fields).to_string();
+            let Ok(Parsed::Event { event, .. }) = parse_line(&line) else {
+                return Err(TestCaseError::fail(format!("not an event: {line}")));
+            };
+            for text in kept_texts(&event) {
+                prop_assert!(!text.contains(&v4) && !text.contains(&v6), "{text} from {line}");
+            }
+        }
+    }
 
     #[test]
     fn address_fields() {
