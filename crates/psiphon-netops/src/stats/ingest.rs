@@ -68,6 +68,8 @@ fn fingerprint(line: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// Adds one event to its row. Sums saturate at `i64::MAX` (SQLite would turn an overflowing
+/// integer into a float, and a client can report any byte count up to `i64::MAX`).
 fn add(tx: &Transaction<'_>, event: &Event) -> rusqlite::Result<usize> {
     match event {
         Event::Session {
@@ -82,10 +84,12 @@ fn add(tx: &Transaction<'_>, event: &Event) -> rusqlite::Result<usize> {
                                    duration_ms, bytes_up, bytes_down)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9)
              ON CONFLICT DO UPDATE SET
-                 sessions = sessions + 1,
-                 duration_ms = duration_ms + excluded.duration_ms,
-                 bytes_up = bytes_up + excluded.bytes_up,
-                 bytes_down = bytes_down + excluded.bytes_down",
+                 sessions = min(sessions, 9223372036854775806) + 1,
+                 duration_ms = duration_ms + min(excluded.duration_ms,
+                                                 9223372036854775807 - duration_ms),
+                 bytes_up = bytes_up + min(excluded.bytes_up, 9223372036854775807 - bytes_up),
+                 bytes_down = bytes_down + min(excluded.bytes_down,
+                                               9223372036854775807 - bytes_down)",
             params![
                 at.day,
                 at.sponsor_id,
@@ -101,13 +105,14 @@ fn add(tx: &Transaction<'_>, event: &Event) -> rusqlite::Result<usize> {
         Event::UniqueUser { at, isp } => tx.execute(
             "INSERT INTO unique_users (day, sponsor_id, region, asn, isp, users)
              VALUES (?1, ?2, ?3, ?4, ?5, 1)
-             ON CONFLICT DO UPDATE SET users = users + 1",
+             ON CONFLICT DO UPDATE SET users = min(users, 9223372036854775806) + 1",
             params![at.day, at.sponsor_id, at.region, at.asn, isp],
         ),
         Event::DomainBytes { at, domain, bytes } => tx.execute(
             "INSERT INTO domain_bytes (day, sponsor_id, region, asn, domain, bytes)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT DO UPDATE SET bytes = bytes + excluded.bytes",
+             ON CONFLICT DO UPDATE SET
+                 bytes = bytes + min(excluded.bytes, 9223372036854775807 - bytes)",
             params![at.day, at.sponsor_id, at.region, at.asn, domain, bytes],
         ),
     }
@@ -316,6 +321,43 @@ mod tests {
         assert_eq!((s.added, s.too_old), (0, 2), "{s:?}");
         assert_eq!(db.prune(today, 0).unwrap().fingerprints, 4);
         assert_eq!(db.oldest_day().unwrap(), Some(today));
+    }
+
+    #[test]
+    fn sums_saturate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = StatsDb::open(&dir.path().join("s.db"), true).unwrap();
+        let max = i64::MAX;
+        let lines: Vec<String> = (0..3)
+            .map(|i| {
+                line(
+                    "domain_dest_bytes",
+                    "2026-11-20",
+                    &format!(r#","domain":"example.org","bytes":{max},"n":{i}"#),
+                )
+            })
+            .chain((0..3).map(|i| {
+                line(
+                    "server_tunnel",
+                    "2026-11-20",
+                    &format!(
+                        r#","duration":{max},"bytes_up_tcp":{max},"bytes_up_udp":{max},"bytes_down_tcp":{max},"n":{i}"#
+                    ),
+                )
+            }))
+            .collect();
+        let log = dir.path().join("big.log");
+        std::fs::write(&log, lines.join("\n")).unwrap();
+        let today = crate::stats::parse_day("--", "2026-11-21").unwrap();
+        assert_eq!(db.ingest(&[log], today, 60).unwrap().added, 6);
+        assert_eq!(count(&db, "SELECT bytes FROM domain_bytes"), max);
+        assert_eq!(count(&db, "SELECT duration_ms FROM sessions"), max);
+        assert_eq!(count(&db, "SELECT bytes_up FROM sessions"), max);
+        assert_eq!(count(&db, "SELECT sessions FROM sessions"), 3);
+        assert_eq!(
+            count(&db, "SELECT typeof(bytes_down) = 'integer' FROM sessions"),
+            1
+        );
     }
 
     #[test]
