@@ -145,18 +145,14 @@ impl StatsDb {
             self.ingest_file(path, first_kept, &mut summary)?;
             summary.files += 1;
         }
-        if summary.malformed > summary.warnings.len() as u64 {
-            let named = summary
+        // So far the warnings are the malformed lines named one by one.
+        let more = summary
+            .malformed
+            .saturating_sub(summary.warnings.len() as u64);
+        if more > 0 {
+            summary
                 .warnings
-                .iter()
-                .filter(|w| w.contains("malformed"))
-                .count();
-            let more = summary.malformed - named as u64;
-            if more > 0 {
-                summary
-                    .warnings
-                    .push(format!("... and {more} more malformed lines skipped"));
-            }
+                .push(format!("... and {more} more malformed lines skipped"));
         }
         if summary.address_fields > 0 {
             summary.warnings.push(format!(
@@ -358,6 +354,30 @@ mod tests {
             count(&db, "SELECT typeof(bytes_down) = 'integer' FROM sessions"),
             1
         );
+    }
+
+    #[test]
+    fn many_malformed_lines_are_named_up_to_a_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = StatsDb::open(&dir.path().join("s.db"), true).unwrap();
+        let log = dir.path().join("junk.log");
+        std::fs::write(&log, "junk\n".repeat(25)).unwrap();
+        let s = db.ingest(&[log], 0, 60).unwrap();
+        assert_eq!(s.malformed, 25);
+        assert_eq!(
+            s.warnings.len(),
+            MAX_NAMED_MALFORMED + 1,
+            "{:?}",
+            s.warnings
+        );
+        assert!(
+            s.warnings[0].ends_with(
+                "junk.log:1: malformed line skipped: not JSON: expected value at line 1 column 1"
+            ),
+            "{:?}",
+            s.warnings
+        );
+        assert_eq!(s.warnings[20], "... and 5 more malformed lines skipped");
     }
 
     #[test]
