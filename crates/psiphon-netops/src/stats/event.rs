@@ -203,6 +203,25 @@ fn count(fields: &Map<String, Value>, key: &str) -> i64 {
         .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// Address-like field names in `fields` and in any object nested in it.
+fn count_address_fields(fields: &Map<String, Value>) -> usize {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let nested = match v {
+                Value::Object(m) => count_address_fields(m),
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(Value::as_object)
+                    .map(count_address_fields)
+                    .sum(),
+                _ => 0,
+            };
+            usize::from(is_address_field(k)) + nested
+        })
+        .sum()
+}
+
 /// Reads one log line.
 ///
 /// # Errors
@@ -225,7 +244,7 @@ pub fn parse_line(line: &str) -> Result<Parsed, String> {
         }
         _ => return Err("no timestamp".to_owned()),
     };
-    let address_fields = fields.keys().filter(|k| is_address_field(k)).count();
+    let address_fields = count_address_fields(&fields);
     let mut redacted = 0;
     let at = Where {
         day,
@@ -429,6 +448,14 @@ mod tests {
         );
         assert_eq!((bytes, redacted), (11, 2));
 
+        let nested = r#"{"event_name":"unique_user","timestamp":"2026-11-21T00:00:00Z","meek":{"peer_address":"x","list":[{"clientIp":"y"}]}}"#;
+        assert!(matches!(
+            parse_line(nested),
+            Ok(Parsed::Event {
+                address_fields: 2,
+                ..
+            })
+        ));
         assert_eq!(
             parse_line(r#"{"level":"info","msg":"hello"}"#),
             Ok(Parsed::Ignored)

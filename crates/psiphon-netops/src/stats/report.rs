@@ -79,7 +79,8 @@ pub struct Query {
 pub struct SessionRow {
     /// The dimension values, in `by` order.
     pub key: Vec<String>,
-    /// Unique users (`unique_user` events).
+    /// Unique users (`unique_user` events: one per client per UTC day, so summed over days
+    /// when `date` is not a dimension).
     pub users: u64,
     /// Sessions (`server_tunnel` events).
     pub sessions: u64,
