@@ -367,6 +367,10 @@ mod tests {
             "relayed_steering_ip",
             "blocklist_ip_address",
             "client_mac",
+            "meek_dial_address",
+            "meek_resolved_ip_address",
+            "inproxy_broker_resolved_ip_address",
+            "steering_ip",
         ] {
             assert!(is_address_field(name), "{name}");
         }
@@ -380,6 +384,7 @@ mod tests {
             "authorized_access_types",
             "tip",
             "shipping",
+            "network_latency_multiplier",
         ] {
             assert!(!is_address_field(name), "{name}");
         }

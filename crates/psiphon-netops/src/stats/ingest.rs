@@ -156,8 +156,8 @@ impl StatsDb {
         }
         if summary.address_fields > 0 {
             summary.warnings.push(format!(
-                "refused {} address-like fields (field names with ip/addr/address): they were \
-                 not stored; check what writes these logs",
+                "dropped {} address-like fields (names with ip or addr, such as client_ip or \
+                 meek_dial_address): none is ever stored",
                 summary.address_fields
             ));
         }
