@@ -79,8 +79,9 @@ fn add(tx: &Transaction<'_>, event: &Event) -> rusqlite::Result<usize> {
             duration_ms,
             bytes_up,
             bytes_down,
-        } => tx.execute(
-            "INSERT INTO sessions (day, sponsor_id, region, asn, isp, protocol, sessions,
+        } => tx
+            .prepare_cached(
+                "INSERT INTO sessions (day, sponsor_id, region, asn, isp, protocol, sessions,
                                    duration_ms, bytes_up, bytes_down)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9)
              ON CONFLICT DO UPDATE SET
@@ -90,7 +91,8 @@ fn add(tx: &Transaction<'_>, event: &Event) -> rusqlite::Result<usize> {
                  bytes_up = bytes_up + min(excluded.bytes_up, 9223372036854775807 - bytes_up),
                  bytes_down = bytes_down + min(excluded.bytes_down,
                                                9223372036854775807 - bytes_down)",
-            params![
+            )?
+            .execute(params![
                 at.day,
                 at.sponsor_id,
                 at.region,
@@ -100,21 +102,29 @@ fn add(tx: &Transaction<'_>, event: &Event) -> rusqlite::Result<usize> {
                 duration_ms,
                 bytes_up,
                 bytes_down
-            ],
-        ),
-        Event::UniqueUser { at, isp } => tx.execute(
-            "INSERT INTO unique_users (day, sponsor_id, region, asn, isp, users)
+            ]),
+        Event::UniqueUser { at, isp } => tx
+            .prepare_cached(
+                "INSERT INTO unique_users (day, sponsor_id, region, asn, isp, users)
              VALUES (?1, ?2, ?3, ?4, ?5, 1)
              ON CONFLICT DO UPDATE SET users = min(users, 9223372036854775806) + 1",
-            params![at.day, at.sponsor_id, at.region, at.asn, isp],
-        ),
-        Event::DomainBytes { at, domain, bytes } => tx.execute(
-            "INSERT INTO domain_bytes (day, sponsor_id, region, asn, domain, bytes)
+            )?
+            .execute(params![at.day, at.sponsor_id, at.region, at.asn, isp]),
+        Event::DomainBytes { at, domain, bytes } => tx
+            .prepare_cached(
+                "INSERT INTO domain_bytes (day, sponsor_id, region, asn, domain, bytes)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT DO UPDATE SET
                  bytes = bytes + min(excluded.bytes, 9223372036854775807 - bytes)",
-            params![at.day, at.sponsor_id, at.region, at.asn, domain, bytes],
-        ),
+            )?
+            .execute(params![
+                at.day,
+                at.sponsor_id,
+                at.region,
+                at.asn,
+                domain,
+                bytes
+            ]),
     }
 }
 
@@ -217,10 +227,10 @@ impl StatsDb {
                         continue;
                     }
                     let new = tx
-                        .execute(
+                        .prepare_cached(
                             "INSERT OR IGNORE INTO seen (fingerprint, day) VALUES (?1, ?2)",
-                            params![fingerprint(text), day],
                         )
+                        .and_then(|mut insert| insert.execute(params![fingerprint(text), day]))
                         .map_err(sql("ingesting"))?;
                     if new == 0 {
                         summary.duplicates += 1;
