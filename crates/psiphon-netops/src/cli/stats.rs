@@ -32,7 +32,7 @@ pub fn run_stats(stats_db: &Path, command: Command) -> Result<Output> {
             let mut db = StatsDb::open(stats_db, true)?;
             let summary = db.ingest(&files, today(), retention_days)?;
             Ok(Output {
-                stdout: format!("{} into {}", summary.text(), stats_db.display()),
+                stdout: format!("{}: {}", stats_db.display(), summary.text()),
                 notes: summary.warnings,
             })
         }

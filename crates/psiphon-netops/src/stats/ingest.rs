@@ -47,8 +47,8 @@ impl IngestSummary {
     pub fn text(&self) -> String {
         format!(
             "read {} lines from {} files: {} events added, {} already ingested, {} older than \
-             the retention, {} other lines ignored, {} malformed; {} address-like fields and \
-             {} address-like values refused",
+             the retention, {} other lines ignored, {} malformed; {} address-like fields dropped and \
+             {} address-like values redacted",
             self.lines,
             self.files,
             self.added,
