@@ -318,6 +318,46 @@ mod tests {
         assert!(err.to_string().contains("stats.db"), "{err}");
     }
 
+    /// The store's every column, pinned: adding one is a privacy decision, made here on
+    /// purpose and written into docs/psinet.md.
+    #[test]
+    fn the_schema_holds_only_what_reports_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StatsDb::open(&dir.path().join("s.db"), true).unwrap();
+        let mut stmt = db
+            .conn
+            .prepare(
+                "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+                 WHERE m.type = 'table' ORDER BY m.name, p.cid",
+            )
+            .unwrap();
+        let columns: Vec<String> = stmt
+            .query_map([], |r| {
+                Ok(format!(
+                    "{}.{}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?
+                ))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let dims = "day sponsor_id region asn";
+        let want: Vec<String> = [
+            ("domain_bytes", format!("{dims} domain bytes")),
+            ("seen", "fingerprint day".to_owned()),
+            (
+                "sessions",
+                format!("{dims} isp protocol sessions duration_ms bytes_up bytes_down"),
+            ),
+            ("unique_users", format!("{dims} isp users")),
+        ]
+        .iter()
+        .flat_map(|(t, cols)| cols.split(' ').map(move |c| format!("{t}.{c}")))
+        .collect();
+        assert_eq!(columns, want);
+    }
+
     #[test]
     fn days() {
         assert_eq!(day_text(0), "1970-01-01");
