@@ -14,15 +14,16 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/bin/tinyproxy ] || need+=(tinyproxy)
 [ -x /usr/sbin/danted ] || need+=(dante-server)
 # The censor lab (crates/psiphon-testkit, docs/censor-lab.md) runs as root only: network
-# namespaces, nftables, ethtool and python3 (its delay line, for kernels without netem), and
-# tinyproxy as the upstream proxy of scenario 6.
+# namespaces, nftables, ethtool and python3 (its delay line, for kernels without netem); its
+# scenario 6 uses the tinyproxy installed above.
 if [ "$(id -u)" -eq 0 ]; then
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
   command -v nft >/dev/null 2>&1 || need+=(nftables)
   command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
   command -v python3 >/dev/null 2>&1 || need+=(python3)
-  command -v tinyproxy >/dev/null 2>&1 || need+=(tinyproxy)
 fi
+# psinet's report test checks its SVG charts with xmllint.
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -45,4 +46,5 @@ export PSIPHON_REQUIRE_UPSTREAM_PROXIES=1
 if [ "$(id -u)" -eq 0 ]; then
   export PSIPHON_REQUIRE_LAB=1
 fi
+export PSIPHON_REQUIRE_XMLLINT=1
 cargo test --workspace --all-features --locked "$@"

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod run;
+mod stats;
 
 pub use run::run;
+pub use stats::{Output, run_stats};
 
 /// psinet: the Psiphon network operators' tool.
 #[derive(Debug, Parser)]
@@ -23,6 +25,15 @@ pub struct Cli {
         value_name = "FILE"
     )]
     pub db: PathBuf,
+    /// The statistics store (`stats` and `report`), separate from the network database.
+    #[arg(
+        long,
+        global = true,
+        env = "PSINET_STATS_DB",
+        default_value = "psinet-stats.db",
+        value_name = "FILE"
+    )]
+    pub stats_db: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -77,6 +88,83 @@ pub enum Command {
     /// Model the network without touching it (no database needed).
     #[command(subcommand)]
     Simulate(SimulateCommand),
+    /// Usage statistics from psiphond's logs, kept in the statistics store (--stats-db).
+    #[command(subcommand)]
+    Stats(StatsCommand),
+    /// Usage aggregates from the statistics store. Cells with fewer than --min-count unique
+    /// users or sessions are suppressed, and counted.
+    Report(ReportArgs),
+}
+
+/// `psinet stats ...`.
+#[derive(Debug, Subcommand)]
+pub enum StatsCommand {
+    /// Load psiphond JSON-lines logs (server_tunnel, unique_user, domain_dest_bytes events)
+    /// into the store; a line already ingested is not counted again. Creates the store.
+    Ingest {
+        /// psiphond log files (rotated ones may overlap).
+        #[arg(required = true, value_name = "LOG")]
+        files: Vec<PathBuf>,
+        /// Events older than this many days are not stored.
+        #[arg(long, default_value_t = crate::stats::DEFAULT_RETENTION_DAYS, value_name = "DAYS")]
+        retention_days: u32,
+    },
+    /// Delete everything older than the retention, fingerprints included, and compact the
+    /// file.
+    Prune {
+        /// Keep this many days before today (UTC).
+        #[arg(long, default_value_t = crate::stats::DEFAULT_RETENTION_DAYS, value_name = "DAYS")]
+        retention_days: u32,
+    },
+}
+
+/// How `psinet report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// A text table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// JSON.
+    Json,
+    /// An SVG chart.
+    Svg,
+}
+
+/// `psinet report [sessions|domains] ...`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// sessions: unique users, sessions, duration, bytes, protocol mix; domains: bytes per
+    /// domain.
+    #[arg(value_enum, default_value = "sessions")]
+    pub kind: crate::stats::report::Kind,
+    /// Group by these, comma-separated: date, sponsor, region, asn, isp.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "date,sponsor,region",
+        value_name = "DIMS"
+    )]
+    pub by: Vec<crate::stats::report::Dim>,
+    /// Only this sponsor id (16 hex digits).
+    #[arg(long, value_name = "ID")]
+    pub sponsor: Option<String>,
+    /// First day, YYYY-MM-DD (UTC).
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// Last day, YYYY-MM-DD (UTC), inclusive.
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
+    /// Suppress cells with fewer unique users or sessions than this.
+    #[arg(long, default_value_t = crate::stats::report::DEFAULT_MIN_COUNT, value_name = "N")]
+    pub min_count: u64,
+    /// Write to FILE (mode 0600) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `psinet simulate ...`.

@@ -16,6 +16,16 @@ pub enum Error {
         /// Where it was looked for.
         path: PathBuf,
     },
+    /// The statistics store does not exist.
+    #[error(
+        "no statistics store at {}: ingest psiphond logs first with `psinet stats ingest \
+         --stats-db {} LOG...` (or set --stats-db / PSINET_STATS_DB)",
+        path.display(), path.display()
+    )]
+    NoStatsDatabase {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
     /// `init` was asked to create a database that exists.
     #[error("{} already exists: psinet init does not overwrite a database", path.display())]
     DatabaseExists {

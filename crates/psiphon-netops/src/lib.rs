@@ -9,6 +9,7 @@ pub mod origin;
 pub mod quickstart;
 pub mod servers;
 pub mod sponsors;
+pub mod stats;
 pub mod table;
 pub mod time;
 

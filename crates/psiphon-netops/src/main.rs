@@ -28,6 +28,20 @@ fn main() -> ExitCode {
                 }
             }
         }
+        command @ (Command::Stats(_) | Command::Report(_)) => {
+            match psiphon_netops::cli::run_stats(&cli.stats_db, command) {
+                Ok(output) => {
+                    for note in &output.notes {
+                        eprintln!("psinet: {note}");
+                    }
+                    print(&output.stdout)
+                }
+                Err(e) => {
+                    eprintln!("psinet: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         command => {
             if let Command::Init {
                 remote_list_key_bits,
@@ -45,20 +59,22 @@ fn main() -> ExitCode {
 
 fn run(db: &std::path::Path, command: Command) -> ExitCode {
     match psiphon_netops::cli::run(db, command) {
-        Ok(text) => {
-            // A closed pipe (`psinet export ... | head`) is not an error worth a panic.
-            let mut out = std::io::stdout().lock();
-            match writeln!(out, "{}", text.trim_end_matches('\n')) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("psinet: writing to standard output: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Ok(text) => print(&text),
         Err(e) => {
             eprintln!("psinet: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print(text: &str) -> ExitCode {
+    // A closed pipe (`psinet export ... | head`) is not an error worth a panic.
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", text.trim_end_matches('\n')) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("psinet: writing to standard output: {e}");
             ExitCode::FAILURE
         }
     }

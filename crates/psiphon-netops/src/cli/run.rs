@@ -121,7 +121,7 @@ fn sponsor_text(s: &crate::sponsors::Sponsor) -> String {
     out
 }
 
-fn write_or_return(out: Option<&Path>, text: String, what: &str) -> Result<String> {
+pub(super) fn write_or_return(out: Option<&Path>, text: String, what: &str) -> Result<String> {
     match out {
         Some(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -227,13 +227,15 @@ pub fn run(db_path: &Path, command: Command) -> Result<String> {
     }
     let mut db = Db::open(db_path)?;
     match command {
-        Command::Init { .. } | Command::Quickstart { .. } | Command::Simulate(_) => {
-            Err(Error::InvalidArgument {
-                arg: "COMMAND",
-                value: String::new(),
-                reason: "not a database command".to_owned(),
-            })
-        }
+        Command::Init { .. }
+        | Command::Quickstart { .. }
+        | Command::Simulate(_)
+        | Command::Stats(_)
+        | Command::Report(_) => Err(Error::InvalidArgument {
+            arg: "COMMAND",
+            value: String::new(),
+            reason: "not a database command".to_owned(),
+        }),
         Command::Keys(JsonFlag { json }) => {
             let keys = db.public_keys()?;
             if json {
