@@ -214,8 +214,31 @@ impl Tunnel {
             Some(body) => request.reply(true, &body),
             None => request.reply(false, &[]),
         }
+        self.add_domain_bytes();
         if self.api.handshake().is_some() {
             self.client_key = None;
+        }
+    }
+
+    /// Hands the status request's accepted `host_bytes` to the server's buckets, with this
+    /// client's GeoIP and handshake fields (never its address).
+    fn add_domain_bytes(&mut self) {
+        let reported = self.api.take_host_bytes();
+        let Some(h) = self.api.handshake() else {
+            return;
+        };
+        if reported.is_empty() {
+            return;
+        }
+        let reporter = crate::domain_bytes::Reporter {
+            client_region: self.geo.region.clone(),
+            client_asn: self.geo.asn.clone(),
+            sponsor_id: h.sponsor_id.clone(),
+            client_platform: h.client_platform.clone(),
+            device_region: h.device_region.clone(),
+        };
+        for (domain, bytes) in reported {
+            self.shared.domain_bytes.add(&domain, &reporter, bytes);
         }
     }
 
