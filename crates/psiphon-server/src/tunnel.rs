@@ -79,11 +79,15 @@ pub(crate) async fn serve(
     // And discovery's key, kept until the API handshake in place of the address.
     let client_key = ClientKey::new(peer, &shared.config.discovery_value_hmac_key);
     let _ = tcp.set_nodelay(true);
+    let listener_port = tcp.local_addr().map_or(0, |a| a.port());
     let tcp = ReadDeadline::new(tcp, shared.config.read_deadline);
     let slot = Arc::new(Mutex::new(None));
     let check = password_check(&shared, Arc::clone(&slot));
     let handshake = async {
-        let stream = protocol.accept(Box::new(tcp), peer).await.map_err(|_| ())?;
+        let stream = protocol
+            .accept(Box::new(tcp), peer)
+            .await
+            .map_err(|e| e.irregular)?;
         let ssh = if protocol.obfuscated() {
             shared.ssh_under_ossh.clone()
         } else {
@@ -91,7 +95,7 @@ pub(crate) async fn serve(
         };
         psiphon_ssh::accept(stream, ssh, check)
             .await
-            .map_err(|_| ())
+            .map_err(|_| None)
     };
     let result = tokio::select! {
         r = tokio::time::timeout(shared.config.handshake_timeout, handshake) => r,
@@ -101,11 +105,14 @@ pub(crate) async fn serve(
     let payload = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
     let (conn, payload) = match (result, payload) {
         (Ok(Ok(conn)), Some(payload)) => (conn, payload),
-        _ => {
+        (result, _) => {
             shared
                 .counters
                 .handshake_failures
                 .fetch_add(1, Ordering::Relaxed);
+            if let Ok(Err(Some(irregular))) = result {
+                log_irregular(&shared, &protocol, listener_port, &geo, &irregular);
+            }
             return;
         }
     };
@@ -126,6 +133,42 @@ pub(crate) async fn serve(
     };
     tunnel.run(conn, shutdown).await;
     shared.counters.tunnels.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Logs an `irregular_tunnel` event, as tunnel-core's psiphond: the error text, the listener,
+/// the client's GeoIP fields and, for a replayed seed, how long ago and whether from the same
+/// address. Never the address itself.
+fn log_irregular(
+    shared: &Shared,
+    protocol: &Protocol,
+    listener_port: u16,
+    geo: &crate::geoip::GeoFields,
+    irregular: &psiphon_transport::Irregular,
+) {
+    let mut f = Map::new();
+    f.insert(
+        "tunnel_error".to_owned(),
+        Value::from(irregular.tunnel_error.clone()),
+    );
+    f.insert(
+        "listener_protocol".to_owned(),
+        Value::from(protocol.protocol().name()),
+    );
+    f.insert(
+        "listener_port_number".to_owned(),
+        Value::from(listener_port),
+    );
+    if let Some((elapsed, same_peer)) = irregular.duplicate {
+        f.insert(
+            "duplicate_seed_type".to_owned(),
+            Value::from("obfuscator-seed"),
+        );
+        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        f.insert("duplicate_elapsed_time_ms".to_owned(), Value::from(ms));
+        f.insert("duplicate_client_ip".to_owned(), Value::from(same_peer));
+    }
+    geo.log_into(&mut f);
+    shared.log.event("irregular_tunnel", f);
 }
 
 /// Byte and port-forward counts of one tunnel.
