@@ -102,11 +102,6 @@ impl EventLog {
         Ok(())
     }
 
-    /// Whether events (info level) are written.
-    pub fn events_enabled(&self) -> bool {
-        self.level <= Level::Info
-    }
-
     fn write(&self, mut fields: Map<String, Value>) {
         fields.insert("host_id".to_owned(), Value::String(self.host_id.clone()));
         fields.insert(
