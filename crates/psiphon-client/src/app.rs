@@ -32,8 +32,10 @@ impl Dialer for TunnelDialer {
     fn dial(&self, host: String, port: u16) -> DialFuture {
         let active = self.0.clone();
         Box::pin(async move {
-            match active.open(&host, port, FORWARD_WAIT).await {
-                Ok(ch) => Ok(Box::new(ch) as crate::proxy::ProxyStream),
+            match active.open_counted(&host, port, FORWARD_WAIT).await {
+                Ok((ch, None)) => Ok(Box::new(ch) as crate::proxy::ProxyStream),
+                Ok((ch, Some(stats))) => Ok(Box::new(crate::host_bytes::Counted::new(ch, stats))
+                    as crate::proxy::ProxyStream),
                 Err(ForwardError::Refused(why)) => Err(DialError::Refused(why)),
                 Err(ForwardError::NoTunnel) => Err(DialError::Unavailable("no tunnel".to_owned())),
                 Err(ForwardError::Failed(why)) => Err(DialError::Unavailable(why)),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller;
 pub mod datastore;
 pub mod download;
+pub mod host_bytes;
 pub mod notice;
 pub mod proxy;
 pub mod remote_list;

@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth_package;
 mod error;
 pub mod gojson;
+pub mod host_sniff;
 pub mod password;
 pub mod server_entry;
 pub mod time;

@@ -19,6 +19,7 @@ use psiphon_protocol::{ConnectedResponse, HandshakeResponse, StatusResponse};
 use serde_json::{Map, Value};
 
 use crate::discovery::{ClientKey, Discovery};
+use crate::domain_bytes::{MAX_DOMAINS_PER_STATUS, acceptable_domain};
 use crate::log::EventLog;
 use crate::psinet::Database;
 use crate::time::{rfc3339, rfc3339_hour, utc_date};
@@ -101,6 +102,11 @@ pub struct HandshakeInfo {
     pub client_platform: String,
     /// `client_version`.
     pub client_version: String,
+    /// `device_region` (empty when not sent).
+    pub device_region: String,
+    /// The sponsor's `https_request_regexes` returned in the handshake; `host_bytes` are
+    /// accepted only while psinet still has exactly these (tunnel-core's checksum rule).
+    pub https_request_regexes: Vec<BTreeMap<String, String>>,
     /// Fields for the `server_tunnel` event.
     pub log_fields: Map<String, Value>,
     /// The traffic rules selected with the handshake's parameters, when the context had a
@@ -118,6 +124,8 @@ pub struct ApiState {
     connected: Option<(String, String)>,
     status_requests: u64,
     rejected: u64,
+    /// `host_bytes` accepted from status requests, not yet taken by the tunnel.
+    host_bytes: Vec<(String, u64)>,
 }
 
 /// What a request needs from the server.
@@ -236,6 +244,12 @@ impl ApiState {
         self.rejected
     }
 
+    /// Takes the `host_bytes` (domain, bytes) accepted since the last call, for the tunnel to
+    /// add to the server's [`crate::domain_bytes::DomainBytes`].
+    pub fn take_host_bytes(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut self.host_bytes)
+    }
+
     /// Handles one request; `Some(body)` is a success reply, `None` a failure reply. A
     /// failure is logged as `api_request_rejected` (request name and reason category only).
     pub fn handle(
@@ -323,12 +337,15 @@ impl ApiState {
             .to_owned();
         let platform =
             normalize_client_platform(params.get_str("client_platform").map_err(invalid)?);
-        let device_region = params.optional_str("device_region").unwrap_or_default();
+        let device_region = params
+            .optional_str("device_region")
+            .unwrap_or_default()
+            .to_owned();
         let mut homepages = ctx.psinet.homepages(
             &sponsor_id,
             &ctx.geo.region,
             &ctx.geo.asn,
-            device_region,
+            &device_region,
             platform.is_mobile(),
         );
         shuffle(&mut homepages);
@@ -362,6 +379,7 @@ impl ApiState {
         {
             encoded_server_list.push(entry.clone());
         }
+        let https_request_regexes = ctx.psinet.https_request_regexes(&sponsor_id);
         let response = HandshakeResponse {
             homepages,
             encoded_server_list,
@@ -369,7 +387,7 @@ impl ApiState {
                 .psinet
                 .upgrade_client_version(&client_version, platform.name())
                 .unwrap_or_default(),
-            https_request_regexes: ctx.psinet.https_request_regexes(&sponsor_id),
+            https_request_regexes: https_request_regexes.clone(),
             client_region: ctx.geo.region.clone(),
             server_timestamp: rfc3339(now),
             padding: padding(params),
@@ -388,6 +406,8 @@ impl ApiState {
             sponsor_id,
             client_platform: platform.name().to_owned(),
             client_version,
+            device_region,
+            https_request_regexes,
             log_fields,
             rules,
             params: params.clone(),
@@ -449,6 +469,54 @@ impl ApiState {
         .into_bytes())
     }
 
+    /// The `host_bytes` of a status request, when this tunnel may report them: its handshake
+    /// returned regexes and psinet still has the same ones for the sponsor (otherwise they are
+    /// dropped, as tunnel-core does). A `host_bytes` that is not an object of numbers refuses
+    /// the request; negative counts, names that are not domains (URLs, paths, addresses) and
+    /// entries past [`MAX_DOMAINS_PER_STATUS`] are dropped.
+    fn accepted_host_bytes(
+        &self,
+        status_data: &Map<String, Value>,
+        ctx: &ApiContext<'_>,
+    ) -> Result<Vec<(String, u64)>, Rejection> {
+        let Some(hosts) = status_data.get("host_bytes") else {
+            return Ok(Vec::new());
+        };
+        let hosts = match hosts {
+            Value::Null => return Ok(Vec::new()),
+            Value::Object(hosts) => hosts,
+            _ => return Err(Rejection::InvalidStatusData),
+        };
+        if hosts.values().any(|v| !v.is_number()) {
+            return Err(Rejection::InvalidStatusData);
+        }
+        let Some(handshake) = &self.handshake else {
+            return Ok(Vec::new());
+        };
+        if handshake.https_request_regexes.is_empty()
+            || handshake.https_request_regexes
+                != ctx.psinet.https_request_regexes(&handshake.sponsor_id)
+        {
+            return Ok(Vec::new());
+        }
+        Ok(hosts
+            .iter()
+            .take(MAX_DOMAINS_PER_STATUS)
+            .filter(|(domain, _)| acceptable_domain(domain))
+            .filter_map(|(domain, bytes)| {
+                // Integral counts; a float is truncated as Go's int64() does.
+                let n = bytes.as_u64().or_else(|| {
+                    bytes
+                        .as_f64()
+                        .filter(|f| *f >= 0.0)
+                        .map(|f| f.trunc())
+                        .and_then(|f| f.to_string().parse::<u64>().ok())
+                })?;
+                Some((domain.clone(), n))
+            })
+            .collect())
+    }
+
     fn status_request(
         &mut self,
         params: &ApiParams,
@@ -462,6 +530,8 @@ impl ApiState {
         let invalid_server_entry_tags =
             crate::prune::invalid_server_entry_tags(status_data, ctx.psinet, now)
                 .ok_or(Rejection::InvalidStatusData)?;
+        let host_bytes = self.accepted_host_bytes(status_data, ctx)?;
+        self.host_bytes.extend(host_bytes);
         self.status_requests += 1;
         Ok(StatusResponse {
             invalid_server_entry_tags,
@@ -749,6 +819,102 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn host_bytes_accepted_only_with_the_handshake_regexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(Some(&dir.path().join("log")), "h", Level::Info).unwrap();
+        let db = |regex: &str| {
+            Database::parse(
+                &format!(
+                    r#"{{"sponsors": {{"0123456789ABCDEF": {{"id": "0123456789ABCDEF",
+                    "https_request_regexes": [{{"regex": "{regex}", "replace": "$1"}}]}}}}}}"#
+                ),
+                "db",
+            )
+            .unwrap()
+        };
+        let with_regexes = db("^(.*)$");
+        let geo = crate::geoip::GeoFields::none();
+        let own = BTreeMap::new();
+        let ctx = |psinet| ApiContext {
+            psinet,
+            log: &log,
+            session_id: "00112233445566778899aabbccddeeff",
+            own_encoded_server_entries: &own,
+            geo: &geo,
+            discovery: None,
+            client_key: None,
+            traffic_rules: None,
+        };
+        let status = |hosts: Value| {
+            base()
+                .with_status_data(serde_json::json!({ "host_bytes": hosts }))
+                .to_json()
+        };
+        let hs = base()
+            .with_str("relay_protocol", "OSSH")
+            .with_str("device_region", "CA")
+            .to_json();
+        let mut api = ApiState::default();
+        api.handle(
+            "psiphon-handshake",
+            hs.as_bytes(),
+            &ctx(&with_regexes),
+            UNIX_EPOCH,
+        )
+        .unwrap();
+        assert_eq!(api.handshake().unwrap().device_region, "CA");
+        let hosts = serde_json::json!({
+            "example.test": 100,
+            "(OTHER)": 7.9,
+            "negative.test": -5,
+            "https://example.test/path": 1,
+            "example.test/path?q=1": 1,
+            "192.0.2.1": 1,
+        });
+        api.handle(
+            "psiphon-status",
+            status(hosts).as_bytes(),
+            &ctx(&with_regexes),
+            UNIX_EPOCH,
+        )
+        .unwrap();
+        let mut got = api.take_host_bytes();
+        got.sort();
+        assert_eq!(
+            got,
+            [("(OTHER)".to_owned(), 7), ("example.test".to_owned(), 100)]
+        );
+        assert!(api.take_host_bytes().is_empty());
+        // Not numbers: the request is refused.
+        let bad = status(serde_json::json!({"a.test": "1"}));
+        assert!(
+            api.handle(
+                "psiphon-status",
+                bad.as_bytes(),
+                &ctx(&with_regexes),
+                UNIX_EPOCH
+            )
+            .is_none()
+        );
+        // psinet's regexes changed since the handshake: dropped (tunnel-core's checksum rule).
+        let changed = db("^www[.](.*)$");
+        let ok = status(serde_json::json!({"example.test": 1}));
+        api.handle("psiphon-status", ok.as_bytes(), &ctx(&changed), UNIX_EPOCH)
+            .unwrap();
+        assert!(api.take_host_bytes().is_empty());
+        // A sponsor without regexes: dropped.
+        let none = Database::default();
+        let mut plain = ApiState::default();
+        plain
+            .handle("psiphon-handshake", hs.as_bytes(), &ctx(&none), UNIX_EPOCH)
+            .unwrap();
+        plain
+            .handle("psiphon-status", ok.as_bytes(), &ctx(&none), UNIX_EPOCH)
+            .unwrap();
+        assert!(plain.take_host_bytes().is_empty());
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default bound on concurrent SSH handshakes.
 pub const DEFAULT_MAX_CONCURRENT_SSH_HANDSHAKES: usize = 1024;
 
+/// How often `domain_dest_bytes` are logged (tunnel-core: `DestinationBytesPeriodSeconds`,
+/// default 5 minutes).
+pub const DEFAULT_DESTINATION_BYTES_PERIOD: Duration = Duration::from_secs(300);
+
 /// How often psiphond checks the psinet file for changes.
 pub const DEFAULT_PSINET_RELOAD_PERIOD: Duration = Duration::from_secs(5);
 
@@ -60,7 +64,6 @@ const ACCEPTED_KEYS: &[&str] = &[
     "UDPInterceptUdpgwServerAddress",
     "DNSResolverIPAddress",
     "LoadMonitorPeriodSeconds",
-    "DestinationBytesPeriodSeconds",
     "PeakUpstreamFailureRateMinimumSampleSize",
     "ProcessProfileOutputDirectory",
     "ProcessBlockProfileDurationSeconds",
@@ -156,6 +159,8 @@ pub struct Config {
     /// How often the psinet, traffic rules and GeoIP files are checked for changes; not a
     /// JSON key (5 s).
     pub psinet_reload_period: Duration,
+    /// `DestinationBytesPeriodSeconds`: how often `domain_dest_bytes` are logged (300 s).
+    pub destination_bytes_period: Duration,
     /// Problems found while loading that are not fatal (unknown keys), for the caller to log.
     pub warnings: Vec<String>,
 }
@@ -386,6 +391,12 @@ impl Config {
                 }),
             read_deadline: crate::deadline::SSH_CONNECTION_READ_DEADLINE,
             psinet_reload_period: DEFAULT_PSINET_RELOAD_PERIOD,
+            destination_bytes_period: f
+                .count("DestinationBytesPeriodSeconds")?
+                .filter(|&s| s > 0)
+                .map_or(DEFAULT_DESTINATION_BYTES_PERIOD, |s| {
+                    Duration::from_secs(u64::try_from(s).unwrap_or(u64::MAX))
+                }),
             warnings: unknown_keys(&map)
                 .into_iter()
                 .map(|k| format!("{file}: unknown config key {k:?} ignored"))
@@ -431,6 +442,7 @@ fn unknown_keys(map: &Map<String, Value>) -> Vec<String> {
         "MaxConcurrentSSHHandshakes",
         "SSHHandshakeTimeoutMilliseconds",
         "SSHServerVersion",
+        "DestinationBytesPeriodSeconds",
     ];
     map.keys()
         .filter(|k| !READ.contains(&k.as_str()) && !ACCEPTED_KEYS.contains(&k.as_str()))

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod deadline;
 pub mod discovery;
+pub mod domain_bytes;
 mod error;
 pub mod generate;
 pub mod geoip;

@@ -6,7 +6,7 @@
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -52,6 +52,8 @@ impl Level {
 /// A JSON-lines log shared by every task.
 pub struct EventLog {
     sink: Mutex<Box<dyn Write + Send>>,
+    /// The file, for [`EventLog::reopen`]; `None` for stderr.
+    path: Option<PathBuf>,
     host_id: String,
     level: Level,
 }
@@ -72,24 +74,32 @@ impl EventLog {
     /// [`Error::Write`] if the file cannot be opened.
     pub fn open(path: Option<&Path>, host_id: &str, level: Level) -> Result<EventLog> {
         let sink: Box<dyn Write + Send> = match path {
-            Some(p) => Box::new(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode(0o600)
-                    .open(p)
-                    .map_err(|source| Error::Write {
-                        path: p.to_owned(),
-                        source,
-                    })?,
-            ),
+            Some(p) => Box::new(open_file(p)?),
             None => Box::new(io::stderr()),
         };
         Ok(EventLog {
             sink: Mutex::new(sink),
+            path: path.map(Path::to_owned),
             host_id: host_id.to_owned(),
             level,
         })
+    }
+
+    /// Opens the log file again by name, so a rotated (renamed) file is let go and new lines
+    /// go to a new file at the configured path (what `psiphond` does on SIGHUP). Lines being
+    /// written meanwhile go whole to one file or the other. Nothing to do for stderr.
+    ///
+    /// # Errors
+    /// [`Error::Write`] if the file cannot be opened; the old file stays in use.
+    pub fn reopen(&self) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let file = open_file(path)?;
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = sink.flush();
+        *sink = Box::new(file);
+        Ok(())
     }
 
     fn write(&self, mut fields: Map<String, Value>) {
@@ -124,5 +134,57 @@ impl EventLog {
         fields.insert("level".to_owned(), Value::String(level.name().to_owned()));
         fields.insert("msg".to_owned(), Value::String(msg.to_owned()));
         self.write(fields);
+    }
+}
+
+/// Opens `path` for appending, created with mode 0600.
+fn open_file(path: &Path) -> Result<std::fs::File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| Error::Write {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopen_after_rename_writes_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("psiphond.log");
+        let log = EventLog::open(Some(&path), "h", Level::Info).unwrap();
+        log.event("before", Map::new());
+        let rotated = dir.path().join("psiphond.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        // Until reopened, lines follow the renamed file.
+        log.event("still_old", Map::new());
+        log.reopen().unwrap();
+        log.event("after", Map::new());
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            old.contains("\"before\"") && old.contains("\"still_old\""),
+            "{old}"
+        );
+        assert!(!old.contains("\"after\""));
+        assert_eq!(new.lines().count(), 1, "{new}");
+        assert!(new.contains("\"after\""));
+        // A path that cannot be opened keeps the current file.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(log.reopen().is_err());
+        // stderr has nothing to reopen.
+        assert!(
+            EventLog::open(None, "h", Level::Info)
+                .unwrap()
+                .reopen()
+                .is_ok()
+        );
     }
 }

@@ -1,9 +1,10 @@
-//! `psiphond`: parse flags, load config, run until SIGTERM or SIGINT.
+//! `psiphond`: parse flags, load config, run until SIGTERM or SIGINT; SIGHUP reopens the log
+//! file (for log rotation).
 
 use std::process::ExitCode;
 
 use psiphon_server::cli::{Command, USAGE, parse_args};
-use psiphon_server::{Config, generate_files, run};
+use psiphon_server::{Config, Server, generate_files};
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -18,6 +19,33 @@ async fn shutdown_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// Runs the server until SIGTERM or SIGINT, reopening the log file on each SIGHUP.
+async fn serve(config: Config) -> psiphon_server::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let server = Server::start(config).await?;
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let hup = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut stop => break,
+            Some(()) = hup => {
+                if let Err(e) = server.reopen_log() {
+                    eprintln!("psiphond: reopening the log: {e}");
+                }
+            }
+        }
+    }
+    server.shutdown().await;
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -67,7 +95,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(config, shutdown_signal())) {
+            match runtime.block_on(serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("psiphond: {e}");

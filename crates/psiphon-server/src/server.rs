@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) handshakes: Arc<Semaphore>,
     pub(crate) counters: Counters,
     pub(crate) geoip: crate::geoip::GeoIp,
+    /// `host_bytes` buckets, logged as `domain_dest_bytes`.
+    pub(crate) domain_bytes: crate::domain_bytes::DomainBytes,
 }
 
 /// A running server.
@@ -151,6 +153,7 @@ impl Server {
             handshakes,
             counters: Counters::default(),
             geoip,
+            domain_bytes: crate::domain_bytes::DomainBytes::default(),
         });
         let (shutdown, _) = watch::channel(false);
         let mut listeners: Vec<JoinHandle<()>> = bound
@@ -165,6 +168,10 @@ impl Server {
             })
             .collect();
         listeners.push(tokio::spawn(crate::reload::watch_files(
+            Arc::clone(&shared),
+            shutdown.subscribe(),
+        )));
+        listeners.push(tokio::spawn(log_domain_bytes(
             Arc::clone(&shared),
             shutdown.subscribe(),
         )));
@@ -211,13 +218,28 @@ impl Server {
         }
     }
 
+    /// Opens the log file again by name: after a log rotation renamed it, new lines go to a
+    /// new file (`psiphond` calls this on SIGHUP).
+    ///
+    /// # Errors
+    /// [`Error::Write`] if the file cannot be opened; the old one stays in use.
+    pub fn reopen_log(&self) -> Result<()> {
+        self.shared.log.reopen()
+    }
+
+    /// Logs the `domain_dest_bytes` buckets now rather than at the end of the period.
+    pub fn flush_domain_bytes(&self) {
+        self.shared.domain_bytes.flush(&self.shared.log);
+    }
+
     /// Stops accepting, disconnects every client, waits until each tunnel has logged its
-    /// `server_tunnel` event.
+    /// `server_tunnel` event, then logs the remaining `domain_dest_bytes` buckets.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         for listener in std::mem::take(&mut self.listeners) {
             let _ = listener.await;
         }
+        self.shared.domain_bytes.flush(&self.shared.log);
         let stats = self.stats();
         self.shared.log.message(
             Level::Info,
@@ -238,6 +260,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     shutdown.await;
     server.shutdown().await;
     Ok(())
+}
+
+/// Logs the `domain_dest_bytes` buckets every `DestinationBytesPeriodSeconds`, or sooner when
+/// the buckets reach their soft bound. The last ones are logged by [`Server::shutdown`].
+async fn log_domain_bytes(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let period = shared.config.destination_bytes_period;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(period) => {}
+            () = shared.domain_bytes.flush_requested() => {}
+        }
+        shared.domain_bytes.flush(&shared.log);
+    }
 }
 
 /// How often auth failures are summarised (tunnel-core logs them every 30 minutes).

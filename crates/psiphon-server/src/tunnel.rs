@@ -93,6 +93,7 @@ pub(crate) async fn serve(
     // And discovery's key, kept until the API handshake in place of the address.
     let client_key = ClientKey::new(peer, &shared.config.discovery_value_hmac_key);
     let _ = tcp.set_nodelay(true);
+    let listener_port = tcp.local_addr().map_or(0, |a| a.port());
     let tcp = ReadDeadline::new(
         Throttled::new(tcp, Arc::clone(&throttle)),
         shared.config.read_deadline,
@@ -100,7 +101,10 @@ pub(crate) async fn serve(
     let slot = Arc::new(Mutex::new(None));
     let check = password_check(&shared, Arc::clone(&slot));
     let handshake = async {
-        let stream = protocol.accept(Box::new(tcp), peer).await.map_err(|_| ())?;
+        let stream = protocol
+            .accept(Box::new(tcp), peer)
+            .await
+            .map_err(|e| e.irregular)?;
         let ssh = if protocol.obfuscated() {
             shared.ssh_under_ossh.clone()
         } else {
@@ -108,7 +112,7 @@ pub(crate) async fn serve(
         };
         psiphon_ssh::accept(stream, ssh, check)
             .await
-            .map_err(|_| ())
+            .map_err(|_| None)
     };
     let result = tokio::select! {
         r = tokio::time::timeout(shared.config.handshake_timeout, handshake) => r,
@@ -118,11 +122,14 @@ pub(crate) async fn serve(
     let payload = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
     let (conn, payload) = match (result, payload) {
         (Ok(Ok(conn)), Some(payload)) => (conn, payload),
-        _ => {
+        (result, _) => {
             shared
                 .counters
                 .handshake_failures
                 .fetch_add(1, Ordering::Relaxed);
+            if let Ok(Err(Some(irregular))) = result {
+                log_irregular(&shared, &protocol, listener_port, &geo, &irregular);
+            }
             return;
         }
     };
@@ -157,6 +164,42 @@ pub(crate) async fn serve(
     };
     tunnel.run(conn, shutdown).await;
     shared.counters.tunnels.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Logs an `irregular_tunnel` event, as tunnel-core's psiphond: the error text, the listener,
+/// the client's GeoIP fields and, for a replayed seed, how long ago and whether from the same
+/// address. Never the address itself.
+fn log_irregular(
+    shared: &Shared,
+    protocol: &Protocol,
+    listener_port: u16,
+    geo: &crate::geoip::GeoFields,
+    irregular: &psiphon_transport::Irregular,
+) {
+    let mut f = Map::new();
+    f.insert(
+        "tunnel_error".to_owned(),
+        Value::from(irregular.tunnel_error.clone()),
+    );
+    f.insert(
+        "listener_protocol".to_owned(),
+        Value::from(protocol.protocol().name()),
+    );
+    f.insert(
+        "listener_port_number".to_owned(),
+        Value::from(listener_port),
+    );
+    if let Some((elapsed, same_peer)) = irregular.duplicate {
+        f.insert(
+            "duplicate_seed_type".to_owned(),
+            Value::from("obfuscator-seed"),
+        );
+        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        f.insert("duplicate_elapsed_time_ms".to_owned(), Value::from(ms));
+        f.insert("duplicate_client_ip".to_owned(), Value::from(same_peer));
+    }
+    geo.log_into(&mut f);
+    shared.log.event("irregular_tunnel", f);
 }
 
 /// Byte and port-forward counts of one tunnel.
@@ -280,6 +323,7 @@ impl Tunnel {
             Some(body) => request.reply(true, &body),
             None => request.reply(false, &[]),
         }
+        self.add_domain_bytes();
         if let Some(h) = self.api.handshake() {
             self.client_key = None;
             if self.limits.is_none() {
@@ -288,6 +332,28 @@ impl Tunnel {
                 self.throttle.set_limits(rules.rate_limits.limits(true));
                 self.limits = Some(ForwardLimits::new(rules, Arc::default()));
             }
+        }
+    }
+
+    /// Hands the status request's accepted `host_bytes` to the server's buckets, with this
+    /// client's GeoIP and handshake fields (never its address).
+    fn add_domain_bytes(&mut self) {
+        let reported = self.api.take_host_bytes();
+        let Some(h) = self.api.handshake() else {
+            return;
+        };
+        if reported.is_empty() {
+            return;
+        }
+        let reporter = crate::domain_bytes::Reporter {
+            client_region: self.geo.region.clone(),
+            client_asn: self.geo.asn.clone(),
+            sponsor_id: h.sponsor_id.clone(),
+            client_platform: h.client_platform.clone(),
+            device_region: h.device_region.clone(),
+        };
+        for (domain, bytes) in reported {
+            self.shared.domain_bytes.add(&domain, &reporter, bytes);
         }
     }
 

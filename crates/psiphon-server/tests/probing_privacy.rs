@@ -89,6 +89,24 @@ async fn replayed_seed_message_is_refused() {
     assert_eq!(server.stats().handshake_failures, failures_before + 1);
     drop(conn);
     server.shutdown().await;
+
+    // Logged as tunnel-core's psiphond does: an irregular_tunnel with GeoIP fields only.
+    let log = fx.log_text();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["event_name"] == "irregular_tunnel")
+        .collect();
+    assert_eq!(events.len(), 1, "{log}");
+    let e = &events[0];
+    assert_eq!(e["tunnel_error"], "duplicate obfuscation seed");
+    assert_eq!(e["duplicate_client_ip"], "equal");
+    assert_eq!(e["duplicate_seed_type"], "obfuscator-seed");
+    assert!(e["duplicate_elapsed_time_ms"].is_u64());
+    assert_eq!(e["listener_protocol"], "OSSH");
+    assert_eq!(e["listener_port_number"], addr.port());
+    assert_eq!(e["client_region"], "None");
+    assert!(!log.contains("127.0.0.1"), "{log}");
 }
 
 const CLIENT_IP: &str = "127.45.67.89";

@@ -81,6 +81,23 @@ fn generate_then_run_then_sigterm() {
     assert_eq!(&buf, b"SSH-2.0-Psiphon");
     drop(tcp);
 
+    // Log rotation: rename the file, SIGHUP, and the server writes a new one.
+    let rotated = dir.path().join("psiphond.log.1");
+    std::fs::rename(&log_path, &rotated).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let start = Instant::now();
+    while !log_path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no new log file after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -99,4 +116,11 @@ fn generate_then_run_then_sigterm() {
     };
     assert!(status.success(), "exit status {status:?}");
     wait_for_log(&log_path, "server stopped", Duration::from_secs(1));
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("server started") && !old.contains("server stopped"));
+    assert!(
+        !std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains("server started")
+    );
 }

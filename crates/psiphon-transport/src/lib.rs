@@ -13,7 +13,7 @@ pub use direct::Direct;
 pub use error::{ConfigError, DialError, ErrorKind};
 pub use io::{BoxIo, Io};
 pub use tunnel::{
-    AcceptError, AcceptorConfig, TunnelAcceptor, TunnelDialer, acceptor_for, dialer_for,
+    AcceptError, AcceptorConfig, Irregular, TunnelAcceptor, TunnelDialer, acceptor_for, dialer_for,
 };
 pub use upstream::{
     Credentials, ProxyScheme, UpstreamProxy, UpstreamProxyUrl, check_custom_headers,

@@ -8,8 +8,11 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use psiphon_obfs::{ClientConfig as OsshClientConfig, Keyword, ObfuscatedStream};
+use psiphon_obfs::{
+    ClientConfig as OsshClientConfig, Keyword, ObfuscatedStream, PeerMatch, ProbeReason,
+};
 use psiphon_protocol::{ServerEntry, TunnelProtocol};
 
 use crate::BoxIo;
@@ -27,10 +30,71 @@ pub trait TunnelDialer: Send + Sync + std::fmt::Debug {
 }
 
 /// Why an accepted connection did not become a tunnel stream. Deliberately uninformative:
-/// a probe gets silence, and the server logs only a count.
+/// a probe gets silence; the server logs a count, and an `irregular_tunnel` event when
+/// [`AcceptError::irregular`] says the first flight was foreign or replayed.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AcceptError(pub String);
+#[error("{message}")]
+pub struct AcceptError {
+    /// What went wrong (may hold peer-derived detail: not for logs).
+    pub message: String,
+    /// Set when the peer's first flight was rejected as tunnel-core's psiphond logs as an
+    /// `irregular_tunnel`.
+    pub irregular: Option<Irregular>,
+}
+
+impl AcceptError {
+    /// An error that is not irregular (I/O, timeout, configuration).
+    pub fn new(message: impl Into<String>) -> AcceptError {
+        AcceptError {
+            message: message.into(),
+            irregular: None,
+        }
+    }
+
+    /// The irregularity, if any.
+    pub fn irregular(&self) -> Option<&Irregular> {
+        self.irregular.as_ref()
+    }
+}
+
+/// A rejected first flight, described only by fixed texts and numbers safe to log (no
+/// address, no payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Irregular {
+    /// tunnel-core's error text: `invalid magic value`, `invalid padding length`,
+    /// `duplicate obfuscation seed`, ...
+    pub tunnel_error: String,
+    /// For a replayed seed: how long ago it was first seen, and whether from the same
+    /// address (`equal`, `unequal` or `unknown`; never the address).
+    pub duplicate: Option<(Duration, &'static str)>,
+}
+
+impl Irregular {
+    /// From an OSSH accept error: probes (except a plain early EOF) and replayed seeds.
+    pub fn from_obfs(error: &psiphon_obfs::Error) -> Option<Irregular> {
+        match error {
+            psiphon_obfs::Error::Probe { reason } if *reason != ProbeReason::Truncated => {
+                Some(Irregular {
+                    tunnel_error: reason.to_string(),
+                    duplicate: None,
+                })
+            }
+            psiphon_obfs::Error::ReplayedSeed { elapsed, peer } => Some(Irregular {
+                tunnel_error: "duplicate obfuscation seed".to_owned(),
+                duplicate: Some((
+                    *elapsed,
+                    match peer {
+                        PeerMatch::Equal => "equal",
+                        PeerMatch::Unequal => "unequal",
+                        PeerMatch::Unknown => "unknown",
+                    },
+                )),
+            }),
+            _ => None,
+        }
+    }
+}
 
 /// The server side of one tunnel protocol.
 pub trait TunnelAcceptor: Send + Sync + std::fmt::Debug {
@@ -138,10 +202,13 @@ impl TunnelAcceptor for Ossh {
             let config = self
                 .server
                 .as_ref()
-                .ok_or_else(|| AcceptError("OSSH acceptor without a server config".into()))?;
+                .ok_or_else(|| AcceptError::new("OSSH acceptor without a server config"))?;
             let s = ObfuscatedStream::accept_from(stream, config, Some(peer))
                 .await
-                .map_err(|e| AcceptError(e.to_string()))?;
+                .map_err(|e| AcceptError {
+                    message: e.to_string(),
+                    irregular: Irregular::from_obfs(&e),
+                })?;
             Ok(Box::new(s) as BoxIo)
         })
     }
@@ -284,5 +351,40 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("sshObfuscatedKey"), "{err}");
+    }
+
+    #[test]
+    fn irregular_accept_errors() {
+        use psiphon_obfs::Error as E;
+        let probe = Irregular::from_obfs(&E::Probe {
+            reason: ProbeReason::InvalidMagicAfterPrefix,
+        })
+        .unwrap();
+        assert_eq!(probe.tunnel_error, "invalid magic value");
+        assert!(probe.duplicate.is_none());
+        let replay = Irregular::from_obfs(&E::ReplayedSeed {
+            elapsed: Duration::from_millis(1500),
+            peer: PeerMatch::Unequal,
+        })
+        .unwrap();
+        assert_eq!(replay.tunnel_error, "duplicate obfuscation seed");
+        assert_eq!(
+            replay.duplicate,
+            Some((Duration::from_millis(1500), "unequal"))
+        );
+        // An early EOF or a timeout is not irregular.
+        assert!(
+            Irregular::from_obfs(&E::Probe {
+                reason: ProbeReason::Truncated
+            })
+            .is_none()
+        );
+        assert!(
+            Irregular::from_obfs(&E::HandshakeTimeout {
+                timeout: Duration::from_secs(1),
+                step: psiphon_obfs::Step::ClientPreamble,
+            })
+            .is_none()
+        );
     }
 }

@@ -20,9 +20,13 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::datastore::{Datastore, KEY_LAST_CONNECTED, Source};
+use crate::host_bytes::{HostBytes, HostRegexes};
 use crate::tunnel::{self, ClientParams, Tunnel};
 use establish::{Candidate, RaceSettings};
 use replay::Replay;
+
+/// How long shutdown waits for the tunnels' final status requests.
+const FINAL_STATUS_WAIT: Duration = Duration::from_secs(5);
 
 /// Key-value key of the last `check_server_entry_tags` report.
 const KEY_LAST_TAG_CHECK: &str = "lastCheckServerEntryTags";
@@ -156,6 +160,8 @@ struct Live {
     handle: Handle,
     /// Asks the tunnel's monitor for an immediate keepalive (a forward failed oddly).
     probe: Arc<Notify>,
+    /// Per-domain byte counts, when the handshake returned regexes.
+    host_bytes: Option<Arc<HostBytes>>,
 }
 
 /// The pool's tunnels, shared with the local proxies.
@@ -188,6 +194,17 @@ impl ActiveTunnel {
         port: u16,
         wait: Duration,
     ) -> Result<Channel, ForwardError> {
+        self.open_counted(host, port, wait).await.map(|(ch, _)| ch)
+    }
+
+    /// As [`ActiveTunnel::open`], also handing out the tunnel's per-domain byte counts (when
+    /// its handshake returned `https_request_regexes`) for the caller to count the forward in.
+    pub async fn open_counted(
+        &self,
+        host: &str,
+        port: u16,
+        wait: Duration,
+    ) -> Result<(Channel, Option<Arc<HostBytes>>), ForwardError> {
         let mut rx = self.rx.clone();
         let live = tokio::time::timeout(wait, async {
             rx.wait_for(|v| v.iter().any(|l| !l.handle.is_closed()))
@@ -219,17 +236,19 @@ impl ActiveTunnel {
                 "the server did not answer within {CHANNEL_OPEN_TIMEOUT:?}"
             )));
         };
-        opened.map_err(|e| match e {
-            psiphon_ssh::Error::ChannelOpenFailed { description, .. } => {
-                ForwardError::Refused(description)
-            }
-            other => {
-                // Not a refusal: the tunnel itself may be dead. Probe it now rather than
-                // at the next keepalive.
-                live.probe.notify_one();
-                ForwardError::Failed(other.to_string())
-            }
-        })
+        opened
+            .map(|ch| (ch, live.host_bytes.clone()))
+            .map_err(|e| match e {
+                psiphon_ssh::Error::ChannelOpenFailed { description, .. } => {
+                    ForwardError::Refused(description)
+                }
+                other => {
+                    // Not a refusal: the tunnel itself may be dead. Probe it now rather than
+                    // at the next keepalive.
+                    live.probe.notify_one();
+                    ForwardError::Failed(other.to_string())
+                }
+            })
     }
 
     /// Whether a tunnel is up now.
@@ -254,6 +273,7 @@ struct PoolTunnel {
     ip: String,
     handle: Handle,
     probe: Arc<Notify>,
+    host_bytes: Option<Arc<HostBytes>>,
 }
 
 /// Keeps a tunnel up until `shutdown` resolves.
@@ -484,6 +504,7 @@ impl Controller {
                 .map(|p| Live {
                     handle: p.handle.clone(),
                     probe: p.probe.clone(),
+                    host_bytes: p.host_bytes.clone(),
                 })
                 .collect(),
         );
@@ -496,6 +517,8 @@ impl Controller {
         tokio::pin!(shutdown);
         let (down_tx, mut down_rx) = mpsc::unbounded_channel::<(u64, String)>();
         let mut monitors: JoinSet<()> = JoinSet::new();
+        // Tells the monitors to send their final status before the tunnels close.
+        let (stop_tx, stop_rx) = watch::channel(false);
         let mut pool: Vec<PoolTunnel> = Vec::new();
         let mut next_id = 0u64;
         let mut initial_timeout = me.settings.initial_connect_timeout;
@@ -572,11 +595,18 @@ impl Controller {
             let id = next_id;
             next_id += 1;
             let probe = Arc::new(Notify::new());
+            // tunnel-core counts per-domain bytes only when the handshake returned regexes.
+            let (regexes, problems) = HostRegexes::compile(&tunnel.handshake.https_request_regexes);
+            for problem in &problems {
+                me.observer.warning(problem);
+            }
+            let host_bytes = regexes.map(HostBytes::new);
             pool.push(PoolTunnel {
                 id,
                 ip: tunnel.entry.ip_address_str().to_owned(),
                 handle: tunnel.handle(),
                 probe: probe.clone(),
+                host_bytes: host_bytes.clone(),
             });
             me.publish(&pool);
             me.observer.tunnel_up(&tunnel);
@@ -586,6 +616,7 @@ impl Controller {
             let report_connected = pool.len() == 1;
             let monitor = me.clone();
             let down = down_tx.clone();
+            let stop = stop_rx.clone();
             monitors.spawn(async move {
                 // `connected` runs beside the liveness watch, never before it: a server that
                 // goes silent right away must not leave the tunnel unwatched.
@@ -600,12 +631,19 @@ impl Controller {
                     std::future::pending::<()>().await;
                 };
                 let reason = tokio::select! {
-                    r = monitor.operate(&tunnel, &probe) => r,
+                    r = monitor.operate(&tunnel, &probe, host_bytes.as_deref(), stop) => r,
                     () = connected => String::new(),
                 };
                 let _ = down.send((id, reason));
             });
         }
+        // As tunnel-core, a last status request carries what was counted since the previous
+        // one (only when there is something to report; bounded by FINAL_STATUS_WAIT).
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(FINAL_STATUS_WAIT, async {
+            while monitors.join_next().await.is_some() {}
+        })
+        .await;
         monitors.abort_all();
         // Wait for the aborted monitors to be gone, so everything they hold (tunnels, the
         // datastore) is released when `run` returns.
@@ -694,10 +732,26 @@ impl Controller {
         serde_json::json!({ "check_server_entry_tags": tags })
     }
 
-    /// Sends `psiphon-status` and prunes what the server names invalid.
-    async fn send_status(&self, tunnel: &Tunnel) {
-        let data = self.status_data();
-        if let Ok(response) = tunnel.status(&self.params, data).await {
+    /// Sends `psiphon-status` and prunes what the server names invalid. The tunnel's
+    /// per-domain byte counts go along as `host_bytes` (when its handshake returned regexes),
+    /// taken out on success and put back on failure.
+    async fn send_status(&self, tunnel: &Tunnel, host_bytes: Option<&HostBytes>) {
+        let mut data = self.status_data();
+        let taken = host_bytes.map(HostBytes::take);
+        if let (Some(taken), Some(object)) = (&taken, data.as_object_mut()) {
+            let hosts: serde_json::Map<String, serde_json::Value> = taken
+                .iter()
+                .map(|(name, n)| (name.clone(), serde_json::Value::from(*n)))
+                .collect();
+            object.insert("host_bytes".to_owned(), serde_json::Value::Object(hosts));
+        }
+        let result = tunnel.status(&self.params, data).await;
+        if result.is_err()
+            && let (Some(stats), Some(taken)) = (host_bytes, taken)
+        {
+            stats.put_back(taken);
+        }
+        if let Ok(response) = result {
             for tag in &response.invalid_server_entry_tags {
                 match self.store.prune(tag, self.settings.prune_minimum_age) {
                     Ok(true) => self.observer.pruned(tag),
@@ -710,7 +764,13 @@ impl Controller {
 
     /// Watches a tunnel until it fails; returns why. A probe request (a port forward failed
     /// as if the tunnel were dead) triggers an immediate keepalive with a short timeout.
-    async fn operate(&self, tunnel: &Tunnel, probe: &Notify) -> String {
+    async fn operate(
+        &self,
+        tunnel: &Tunnel,
+        probe: &Notify,
+        host_bytes: Option<&HostBytes>,
+        mut stop: watch::Receiver<bool>,
+    ) -> String {
         let (lo, hi) = self.settings.keepalive_period;
         let mut next_status = tokio::time::Instant::now() + jitter(self.settings.status_period, 50);
         loop {
@@ -720,8 +780,12 @@ impl Controller {
             let stall = self.settings.stall_probe_after;
             let timeout = tokio::select! {
                 e = tunnel.closed() => return format!("ssh connection closed: {e}"),
-                () = tokio::time::sleep(wait) => self.settings.keepalive_timeout,
-                () = probe.notified() => probe_timeout,
+                r = stop.wait_for(|s| *s) => {
+                    drop(r);
+                    None
+                }
+                () = tokio::time::sleep(wait) => Some(self.settings.keepalive_timeout),
+                () = probe.notified() => Some(probe_timeout),
                 // We sent and the server has said nothing since: probe now (a blackholed
                 // server looks like this), not at the next periodic keepalive.
                 () = async {
@@ -731,13 +795,19 @@ impl Controller {
                             return;
                         }
                     }
-                } => probe_timeout,
+                } => Some(probe_timeout),
+            };
+            let Some(timeout) = timeout else {
+                if host_bytes.is_some_and(|h| !h.is_empty()) {
+                    self.send_status(tunnel, host_bytes).await;
+                }
+                return "shutdown".to_owned();
             };
             if let Err(e) = tunnel.keepalive(timeout).await {
                 return format!("keepalive failed: {e}");
             }
             if tokio::time::Instant::now() >= next_status {
-                self.send_status(tunnel).await;
+                self.send_status(tunnel, host_bytes).await;
                 next_status = tokio::time::Instant::now() + jitter(self.settings.status_period, 50);
             }
         }
