@@ -41,7 +41,7 @@ struct Setup {
     key: PackageSigningKey,
     package: Vec<u8>,
     www: tempfile::TempDir,
-    nginx: common::nginx::Nginx,
+    nginx: psiphon_testkit::nginx::Nginx,
 }
 
 fn setup(entries: &[String], slow_rate: &str) -> Option<Setup> {
@@ -49,7 +49,7 @@ fn setup(entries: &[String], slow_rate: &str) -> Option<Setup> {
     let package = key.sign_package(&entries.join("\n")).unwrap();
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("server_list_compressed"), &package).unwrap();
-    let nginx = common::nginx::start(www.path(), slow_rate)?;
+    let nginx = psiphon_testkit::nginx::start(www.path(), slow_rate)?;
     Some(Setup {
         key,
         package,
@@ -334,7 +334,7 @@ async fn a_client_with_only_the_list_url_and_key_connects_and_browses() {
     )
     .unwrap();
     std::fs::write(www.path().join("index.html"), "hello from the origin\n").unwrap();
-    let Some(nginx) = common::nginx::start(www.path(), "1m") else {
+    let Some(nginx) = psiphon_testkit::nginx::start(www.path(), "1m") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -399,7 +399,7 @@ async fn https_lists_verify_the_certificate_unless_skip_verify() {
         key.sign_package(&entries.join("\n")).unwrap(),
     )
     .unwrap();
-    let Some(nginx) = common::nginx::start_tls(www.path()) else {
+    let Some(nginx) = psiphon_testkit::nginx::start_tls(www.path()) else {
         return;
     };
     let url = nginx.tls_url("/server_list_compressed");

@@ -7,8 +7,7 @@
 //! in the database or in any file written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "common/nginx.rs"]
-mod nginx;
+use psiphon_testkit::nginx;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};

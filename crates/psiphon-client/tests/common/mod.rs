@@ -3,8 +3,6 @@
 //! connected, status, `direct-tcpip` forwards. It can be stopped and restarted on its ports.
 #![allow(dead_code)]
 
-pub mod nginx;
-
 use std::sync::{Arc, Mutex};
 
 use psiphon_client::tunnel::ClientParams;

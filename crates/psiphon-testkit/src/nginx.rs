@@ -1,6 +1,9 @@
-//! A real nginx on 127.0.0.1 serving a directory, for the download tests: `/` at full speed,
-//! `/slow/` the same files at a limited rate (to cut a download in the middle).
-#![allow(dead_code)]
+//! A real nginx on 127.0.0.1 serving a directory, for download tests: `/` at full speed,
+//! `/slow/` the same files at a limited rate (to cut a download in the middle), and optionally
+//! an HTTPS listener with a fresh self-signed certificate.
+//!
+//! Test fixture code: a setup step that cannot work panics with the reason, as a test would.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub const NGINX: &str = "/usr/sbin/nginx";
 
+#[derive(Debug)]
 pub struct Nginx {
     pub port: u16,
     /// The HTTPS port, when started with TLS.
