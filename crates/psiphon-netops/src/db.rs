@@ -251,32 +251,7 @@ impl Db {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let found: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(self.sql("reading the schema version"))?;
-        if found > SCHEMA_VERSION {
-            return Err(Error::SchemaTooNew {
-                path: self.path.clone(),
-                found,
-                known: SCHEMA_VERSION,
-            });
-        }
-        let path = self.path.clone();
-        let sql = move |what| {
-            let path = path.clone();
-            move |source| Error::Sqlite { path, what, source }
-        };
-        let tx = self.conn.transaction().map_err(sql("migrating"))?;
-        for (version, migration) in (1..).zip(MIGRATIONS) {
-            if version <= found {
-                continue;
-            }
-            tx.execute_batch(migration).map_err(sql("migrating"))?;
-            tx.pragma_update(None, "user_version", version)
-                .map_err(sql("migrating"))?;
-        }
-        tx.commit().map_err(sql("migrating"))
+        migrate(&mut self.conn, &self.path, MIGRATIONS)
     }
 
     /// The schema version of the open file.
@@ -284,9 +259,7 @@ impl Db {
     /// # Errors
     /// [`Error::Sqlite`].
     pub fn schema_version(&self) -> Result<i64> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(self.sql("reading the schema version"))
+        schema_version(&self.conn, &self.path)
     }
 
     fn key(&self, name: &str) -> Result<(String, String)> {
@@ -405,6 +378,45 @@ pub(crate) fn write_private(path: &Path, contents: &[u8], overwrite: bool) -> Re
         .map_err(crate::error::io("writing", path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(crate::error::io("restricting", path))
+}
+
+/// The `user_version` of an open SQLite file (0 for a new one).
+pub(crate) fn schema_version(conn: &Connection, path: &Path) -> Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|source| Error::Sqlite {
+            path: path.to_owned(),
+            what: "reading the schema version",
+            source,
+        })
+}
+
+/// Applies the `migrations` the file has not had yet (migration `i` brings it to version
+/// `i + 1`), in one transaction; a file newer than this build is refused, not misread.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<()> {
+    let found = schema_version(conn, path)?;
+    let known = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
+    if found > known {
+        return Err(Error::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            known,
+        });
+    }
+    let sql = |source| Error::Sqlite {
+        path: path.to_owned(),
+        what: "migrating",
+        source,
+    };
+    let tx = conn.transaction().map_err(sql)?;
+    for (version, migration) in (1..).zip(migrations) {
+        if version <= found {
+            continue;
+        }
+        tx.execute_batch(migration).map_err(sql)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)
 }
 
 #[cfg(test)]

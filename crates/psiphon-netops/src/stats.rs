@@ -191,32 +191,7 @@ impl StatsDb {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let found: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(self.sql("reading the schema version"))?;
-        if found > SCHEMA_VERSION {
-            return Err(Error::SchemaTooNew {
-                path: self.path.clone(),
-                found,
-                known: SCHEMA_VERSION,
-            });
-        }
-        let path = self.path.clone();
-        let sql = move |what| {
-            let path = path.clone();
-            move |source| Error::Sqlite { path, what, source }
-        };
-        let tx = self.conn.transaction().map_err(sql("migrating"))?;
-        for (version, migration) in (1..).zip(MIGRATIONS) {
-            if version <= found {
-                continue;
-            }
-            tx.execute_batch(migration).map_err(sql("migrating"))?;
-            tx.pragma_update(None, "user_version", version)
-                .map_err(sql("migrating"))?;
-        }
-        tx.commit().map_err(sql("migrating"))
+        crate::db::migrate(&mut self.conn, &self.path, MIGRATIONS)
     }
 
     /// The schema version of the open file.
@@ -224,9 +199,7 @@ impl StatsDb {
     /// # Errors
     /// [`Error::Sqlite`].
     pub fn schema_version(&self) -> Result<i64> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(self.sql("reading the schema version"))
+        crate::db::schema_version(&self.conn, &self.path)
     }
 
     /// Deletes every row (aggregates and fingerprints) of a day before
