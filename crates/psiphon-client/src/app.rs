@@ -191,12 +191,16 @@ pub enum StartError {
     ListenInterface(String),
 }
 
-/// How the client reaches the network: directly, or through `UpstreamProxyURL` (with
-/// `CustomHeaders`) for every connection it makes.
+/// How the client reaches the network: directly (from `OutboundBindAddress` when set), or
+/// through `UpstreamProxyURL` (with `CustomHeaders`) for every connection it makes.
 pub fn network_dialer(
     config: &Config,
 ) -> Result<Arc<dyn psiphon_transport::NetDialer>, StartError> {
-    let direct = Arc::new(psiphon_transport::Direct::new(Duration::from_secs(20)));
+    let mut direct = psiphon_transport::Direct::new(Duration::from_secs(20));
+    if let Some(local) = config.outbound_bind_address {
+        direct = direct.with_local_address(local);
+    }
+    let direct = Arc::new(direct);
     let Some(url) = config.upstream_proxy_url.as_deref() else {
         return Ok(direct);
     };

@@ -124,6 +124,10 @@ pub struct Config {
     pub device_region: String,
     /// `UpstreamProxyURL`: every connection the client makes goes through this proxy.
     pub upstream_proxy_url: Option<String>,
+    /// `OutboundBindAddress` (ours, not tunnel-core's): the local IP address every connection
+    /// the client makes leaves from (to servers, to the upstream proxy, for remote lists), for
+    /// a host with several ways out. None: the system's choice.
+    pub outbound_bind_address: Option<std::net::IpAddr>,
     /// `CustomHeaders` (or the older `UpstreamProxyCustomHeaders`): sent to an HTTP upstream
     /// proxy with each CONNECT.
     pub custom_headers: Vec<(String, String)>,
@@ -159,7 +163,7 @@ pub struct TransferUrl {
 }
 
 /// The keys handled, in Go's spelling.
-const KEYS: [&str; 36] = [
+const KEYS: [&str; 37] = [
     "PropagationChannelId",
     "SponsorId",
     "ClientVersion",
@@ -184,6 +188,7 @@ const KEYS: [&str; 36] = [
     "SessionID",
     "DeviceRegion",
     "UpstreamProxyURL",
+    "OutboundBindAddress",
     "CustomHeaders",
     "UpstreamProxyCustomHeaders",
     "RemoteServerListURLs",
@@ -502,6 +507,15 @@ impl Config {
             psiphon_transport::UpstreamProxyUrl::parse(u)
                 .map_err(|e| f.invalid("UpstreamProxyURL", e))?;
         }
+        let outbound_bind_address = match f.string("OutboundBindAddress")? {
+            Some(s) if !s.is_empty() => Some(s.parse().map_err(|_| {
+                f.invalid(
+                    "OutboundBindAddress",
+                    format!("expected an IP address, got {s:?}"),
+                )
+            })?),
+            _ => None,
+        };
         let custom_headers = match f.get("CustomHeaders") {
             Some(v) if !v.is_null() => headers(&f, "CustomHeaders", v)?,
             _ => match f.get("UpstreamProxyCustomHeaders") {
@@ -565,6 +579,7 @@ impl Config {
             session_id,
             device_region: f.string("DeviceRegion")?.unwrap_or_default(),
             upstream_proxy_url,
+            outbound_bind_address,
             custom_headers,
             remote_server_list_urls,
             remote_server_list_signature_public_key,
@@ -732,6 +747,7 @@ mod tests {
                 r#""EstablishTunnelTimeoutSeconds":0,"NetworkLatencyMultiplier":1.5,"#,
                 r#""ServerEntrySignaturePublicKey":"AAAA","SessionID":"0123456789abcdef0123456789ABCDEF","#,
                 r#""DeviceRegion":"US","UpstreamProxyURL":"socks5://u:p@127.0.0.1:9050","#,
+                r#""OutboundBindAddress":"192.0.2.7","#,
                 r#""RemoteServerListURLs":[{"URL":"aHR0cDovLzEyNy4wLjAuMTo4MC9saXN0","RequestHeaders":{"X-A":"b"}},"#,
                 r#"{"URL":"aHR0cDovLzEyNy4wLjAuMjo4MC9saXN0","OnlyAfterAttempts":2}],"#,
                 r#""RemoteServerListSignaturePublicKey":"AAAA","DisableRemoteServerListFetcher":true,"#,
@@ -763,6 +779,7 @@ mod tests {
         );
         assert_eq!(c.data_root_directory.as_deref(), Some(Path::new("/tmp/x")));
         assert_eq!(c.listen_ip(), Some("0.0.0.0".parse().unwrap()));
+        assert_eq!(c.outbound_bind_address, Some("192.0.2.7".parse().unwrap()));
     }
 
     #[test]
@@ -798,6 +815,10 @@ mod tests {
         assert!(
             err(r#""UpstreamProxyURL":"http://host""#)
                 .starts_with("client.json: UpstreamProxyURL:")
+        );
+        assert_eq!(
+            err(r#""OutboundBindAddress":"eth0""#),
+            r#"client.json: OutboundBindAddress: expected an IP address, got "eth0""#
         );
         assert!(err(r#""TunnelPoolSize":0"#).starts_with("client.json: TunnelPoolSize:"));
         assert!(
