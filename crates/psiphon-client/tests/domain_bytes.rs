@@ -8,15 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use psiphon_client::app;
 use psiphon_client::datastore::{Datastore, Source};
 use psiphon_client::notice::Notices;
-use psiphon_protocol::ServerEntry;
-use psiphon_server::{GenerateOptions, Server};
+use psiphon_testkit::psiphond;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,40 +22,6 @@ use tokio::net::{TcpListener, TcpStream};
 const SPONSOR: &str = "721AE60D76700F5A";
 /// What the origin answers each connection with.
 const RESPONSE_LEN: usize = 1000;
-
-async fn start_server(dir: &Path, psinet: &Value) -> (Server, ServerEntry, std::path::PathBuf) {
-    let log = dir.join("psiphond.log");
-    let opts = GenerateOptions {
-        ip_address: "127.0.0.1".to_owned(),
-        protocols: vec![("OSSH".to_owned(), 9999)],
-        log_filename: Some(log.display().to_string()),
-        config_path: dir.join("psiphond.config"),
-        traffic_rules_path: dir.join("psiphond-traffic-rules.config"),
-        psinet_path: dir.join("psinet.json"),
-        server_entry_path: dir.join("server-entry.dat"),
-    };
-    let generated = psiphon_server::generate_files(&opts).unwrap();
-    std::fs::write(&opts.psinet_path, psinet.to_string()).unwrap();
-    let mut config = generated.config.clone();
-    let m = config.as_object_mut().unwrap();
-    m.insert("AllowBogons".into(), json!(true));
-    m.insert(
-        "PsinetDatabaseFilename".into(),
-        json!(opts.psinet_path.display().to_string()),
-    );
-    m.insert("TunnelProtocolPorts".into(), json!({"OSSH": 0}));
-    std::fs::write(&opts.config_path, config.to_string()).unwrap();
-    let server = Server::start(psiphon_server::Config::read(&opts.config_path).unwrap())
-        .await
-        .unwrap();
-    let entry = ServerEntry::decode(generated.encoded_server_entry.trim()).unwrap();
-    let mut fields = entry.fields().clone();
-    fields.insert(
-        "sshObfuscatedPort".into(),
-        json!(server.local_addr("OSSH").unwrap().port()),
-    );
-    (server, ServerEntry::from_fields(fields).unwrap(), log)
-}
 
 /// An origin that reads a first chunk, answers [`RESPONSE_LEN`] bytes, then reads to the end.
 async fn origin() -> SocketAddr {
@@ -136,7 +100,10 @@ async fn host_bytes_reach_domain_dest_bytes_and_nothing_else_is_logged() {
         }},
         "default_sponsor_id": SPONSOR,
     });
-    let (server, entry, log_path) = start_server(dir.path(), &psinet).await;
+    let mut options = psiphond::Options::new(SPONSOR);
+    options.psinet = psinet;
+    let psiphond = psiphond::start(&dir.path().join("server"), &options).await;
+    let (server, entry, log_path) = (psiphond.server, psiphond.entry, psiphond.log);
     let origin = origin().await;
 
     let data_root = dir.path().join("client");

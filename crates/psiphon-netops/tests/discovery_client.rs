@@ -13,50 +13,20 @@ use psiphon_client::app;
 use psiphon_client::datastore::{Datastore, Source};
 use psiphon_client::notice::Notices;
 use psiphon_protocol::ServerEntry;
-use psiphon_server::{GenerateOptions, Server};
+use psiphon_server::Server;
+use psiphon_testkit::psiphond;
 use serde_json::{Value, json};
 
 const SPONSOR: &str = "721AE60D76700F5A";
 
-/// Generates a server on `ip` with `psinet`, starts it on OS-picked ports, and returns it with
-/// its entry (ports filled in).
+/// Generates a server on `ip` with `psinet` and starts it (OSSH and SSH).
 async fn start_server(dir: &Path, ip: &str, psinet: &Value) -> (Server, ServerEntry) {
-    let d = dir.join(ip);
-    std::fs::create_dir_all(&d).unwrap();
-    let opts = GenerateOptions {
-        ip_address: ip.to_owned(),
-        protocols: vec![("OSSH".to_owned(), 9999), ("SSH".to_owned(), 2222)],
-        log_filename: Some(d.join("psiphond.log").display().to_string()),
-        config_path: d.join("psiphond.config"),
-        traffic_rules_path: d.join("psiphond-traffic-rules.config"),
-        psinet_path: d.join("psinet.json"),
-        server_entry_path: d.join("server-entry.dat"),
-    };
-    let generated = psiphon_server::generate_files(&opts).unwrap();
-    std::fs::write(&opts.psinet_path, psinet.to_string()).unwrap();
-    let mut config = generated.config.clone();
-    let m = config.as_object_mut().unwrap();
-    m.insert("AllowBogons".into(), json!(true));
-    m.insert(
-        "PsinetDatabaseFilename".into(),
-        json!(opts.psinet_path.display().to_string()),
-    );
-    m.insert("TunnelProtocolPorts".into(), json!({"SSH": 0, "OSSH": 0}));
-    std::fs::write(&opts.config_path, config.to_string()).unwrap();
-    let server = Server::start(psiphon_server::Config::read(&opts.config_path).unwrap())
-        .await
-        .unwrap();
-    let entry = ServerEntry::decode(generated.encoded_server_entry.trim()).unwrap();
-    let mut fields = entry.fields().clone();
-    fields.insert(
-        "sshPort".into(),
-        json!(server.local_addr("SSH").unwrap().port()),
-    );
-    fields.insert(
-        "sshObfuscatedPort".into(),
-        json!(server.local_addr("OSSH").unwrap().port()),
-    );
-    (server, ServerEntry::from_fields(fields).unwrap())
+    let mut options = psiphond::Options::new(SPONSOR);
+    options.ip = ip.to_owned();
+    options.protocols = vec!["OSSH".to_owned(), "SSH".to_owned()];
+    options.psinet = psinet.clone();
+    let s = psiphond::start(&dir.join(ip), &options).await;
+    (s.server, s.entry)
 }
 
 fn psinet(discovery: &[&ServerEntry]) -> Value {

@@ -10,13 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
-use std::time::Duration;
 
 use psiphon_client::app;
 use psiphon_client::datastore::{Datastore, Source};
 use psiphon_client::notice::Notices;
-use psiphon_protocol::ServerEntry;
-use psiphon_server::{GenerateOptions, Server};
+use psiphon_testkit::psiphond;
 use serde_json::{Value, json};
 
 const SPONSOR: &str = "721AE60D76700F5A";
@@ -393,76 +391,17 @@ fn ingest_prune_and_report_from_fixture_logs() {
     assert_nothing_forbidden(&out_dir, &[OLD_ASN]);
 }
 
-/// Generates a server on 127.0.0.1 logging to `log`, started on OS-picked ports.
-async fn start_server(dir: &Path, log: &Path) -> (Server, ServerEntry) {
-    let opts = GenerateOptions {
-        ip_address: "127.0.0.1".to_owned(),
-        protocols: vec![("OSSH".to_owned(), 9999)],
-        log_filename: Some(log.display().to_string()),
-        config_path: dir.join("psiphond.config"),
-        traffic_rules_path: dir.join("psiphond-traffic-rules.config"),
-        psinet_path: dir.join("psinet.json"),
-        server_entry_path: dir.join("server-entry.dat"),
-    };
-    let generated = psiphon_server::generate_files(&opts).unwrap();
-    let psinet = json!({
-        "sponsors": {SPONSOR: {"id": SPONSOR, "home_pages": {"None": [{"region": "None", "url": "https://example.org/"}]}}},
-        "default_sponsor_id": SPONSOR,
-    });
-    std::fs::write(&opts.psinet_path, psinet.to_string()).unwrap();
-    let mut config = generated.config.clone();
-    let m = config.as_object_mut().unwrap();
-    m.insert("AllowBogons".into(), json!(true));
-    m.insert(
-        "PsinetDatabaseFilename".into(),
-        json!(opts.psinet_path.display().to_string()),
-    );
-    m.insert("TunnelProtocolPorts".into(), json!({"OSSH": 0}));
-    std::fs::write(&opts.config_path, config.to_string()).unwrap();
-    let server = Server::start(psiphon_server::Config::read(&opts.config_path).unwrap())
-        .await
-        .unwrap();
-    let entry = ServerEntry::decode(generated.encoded_server_entry.trim()).unwrap();
-    let mut fields = entry.fields().clone();
-    fields.insert(
-        "sshObfuscatedPort".into(),
-        json!(server.local_addr("OSSH").unwrap().port()),
-    );
-    (server, ServerEntry::from_fields(fields).unwrap())
-}
-
-/// Waits (at most 30 s) until psiphond's log has an `event` line.
-async fn wait_for_event(log: &Path, event: &str) {
-    let want = format!("\"event_name\":\"{event}\"");
-    let found = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if std::fs::read_to_string(log).is_ok_and(|t| t.contains(&want)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(
-        found.is_ok(),
-        "no {event} in {}: {}",
-        log.display(),
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_psiphond_session_is_counted_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
-    let server_dir = dir.path().join("server");
-    std::fs::create_dir(&server_dir).unwrap();
-    let log = dir.path().join("psiphond.log");
-    let (server, entry) = start_server(&server_dir, &log).await;
+    let psiphond =
+        psiphond::start(&dir.path().join("server"), &psiphond::Options::new(SPONSOR)).await;
+    let log = psiphond.log.clone();
 
     let data_root = dir.path().join("client");
     Datastore::open(&data_root)
         .unwrap()
-        .store(entry, Source::Embedded)
+        .store(psiphond.entry.clone(), Source::Embedded)
         .unwrap();
     let config_text = json!({
         "PropagationChannelId": "24BCA4EE20BEB92C",
@@ -478,10 +417,10 @@ async fn a_real_psiphond_session_is_counted_and_nothing_else() {
     let client = app::start(&config, store, notices).await.unwrap();
     // The client's connected request makes the day's unique_user; disconnecting, the
     // server_tunnel.
-    wait_for_event(&log, "unique_user").await;
+    psiphond.wait_for_event("unique_user").await;
     client.shutdown().await;
-    wait_for_event(&log, "server_tunnel").await;
-    server.shutdown().await;
+    psiphond.wait_for_event("server_tunnel").await;
+    psiphond.server.shutdown().await;
 
     let text = std::fs::read_to_string(&log).unwrap();
     let session_id = text
