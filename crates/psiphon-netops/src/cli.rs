@@ -366,6 +366,11 @@ pub enum ServerCommand {
         /// psiphond's log file on the server (default: standard output).
         #[arg(long, value_name = "FILE")]
         log_file: Option<PathBuf>,
+        /// A MaxMind GeoIP database on the server (City or Country, and ISP or ASN),
+        /// repeatable: psiphond logs the region, city, ISP and AS it gives for each client,
+        /// never the address.
+        #[arg(long = "geoip", value_name = "FILE")]
+        geoip_files: Vec<PathBuf>,
         /// Overwrite files in the --out directory.
         #[arg(long)]
         force: bool,

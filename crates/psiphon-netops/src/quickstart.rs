@@ -123,6 +123,7 @@ fn make_server(db: &mut Db, index: usize, dir: &Path, channel: &str) -> Result<P
         out_dir: sdir.clone(),
         server_dir: None,
         log_file: Some(sdir.join("psiphond.log")),
+        geoip_files: Vec::new(),
         force: true,
     };
     let placement = Placement {

@@ -27,6 +27,9 @@ pub struct NewServer {
     pub server_dir: Option<PathBuf>,
     /// psiphond's `LogFilename`; stdout if `None`.
     pub log_file: Option<PathBuf>,
+    /// psiphond's `GeoIPDatabaseFilenames`: MaxMind City/Country and ISP/ASN databases, as
+    /// paths on the server (none: every client region is "None").
+    pub geoip_files: Vec<PathBuf>,
     /// Overwrite existing files in `out_dir`.
     pub force: bool,
 }
@@ -140,6 +143,14 @@ impl Db {
         let mut config = generated.config;
         if let Value::Object(m) = &mut config {
             m.insert("HostID".to_owned(), json!(id));
+            if !new.geoip_files.is_empty() {
+                let files: Vec<String> = new
+                    .geoip_files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                m.insert("GeoIPDatabaseFilenames".to_owned(), json!(files));
+            }
             m.insert(
                 "OwnEncodedServerEntries".to_owned(),
                 json!({ tag: encoded }),
