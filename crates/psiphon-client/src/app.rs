@@ -304,6 +304,7 @@ pub async fn start(
         sponsor_id: config.sponsor_id.clone(),
         client_version: config.client_version.clone(),
         client_platform: config.client_platform.clone(),
+        device_region: config.device_region.clone(),
     };
     let net = network_dialer(config)?;
     let settings = Settings {

@@ -26,17 +26,25 @@ pub struct ClientParams {
     pub client_version: String,
     /// `ClientPlatform`.
     pub client_platform: String,
+    /// `DeviceRegion`: the device's own region setting (sent when not empty; psiphond keeps it
+    /// next to the GeoIP region in its per-domain statistics).
+    pub device_region: String,
 }
 
 impl ClientParams {
     fn base(&self) -> ApiParams {
-        ApiParams::base(
+        let params = ApiParams::base(
             &self.propagation_channel_id,
             &self.sponsor_id,
             &self.client_version,
             &self.client_platform,
         )
-        .with_str("session_id", &self.session_id)
+        .with_str("session_id", &self.session_id);
+        if self.device_region.is_empty() {
+            params
+        } else {
+            params.with_str("device_region", &self.device_region)
+        }
     }
 }
 

@@ -115,6 +115,7 @@ async fn host_bytes_reach_domain_dest_bytes_and_nothing_else_is_logged() {
         "PropagationChannelId": "24BCA4EE20BEB92C",
         "SponsorId": SPONSOR,
         "ClientPlatform": "Android_13_com.example",
+        "DeviceRegion": "IR",
         "LocalSocksProxyPort": 0,
         "LocalHttpProxyPort": 0,
         "DataRootDirectory": data_root.display().to_string(),
@@ -165,8 +166,8 @@ async fn host_bytes_reach_domain_dest_bytes_and_nothing_else_is_logged() {
         let e = matching[0];
         assert_eq!(e["sponsor_id"], SPONSOR);
         assert_eq!(e["client_platform"], "Android");
-        // The client does not send `device_region` in its API parameters yet: empty.
-        assert_eq!(e["device_region"], "");
+        // `DeviceRegion` from the client's config, next to the GeoIP region.
+        assert_eq!(e["device_region"], "IR");
         assert_eq!(e["client_region"], "None");
         assert_eq!(e["bytes_udp"], 0);
         assert_eq!(e["bytes"], e["bytes_tcp"]);

@@ -10,7 +10,7 @@
 use psiphon_testkit::nginx;
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use psiphon_client::tunnel::{self, ClientParams};
 use psiphon_netops::origin::Origin;
-use psiphon_protocol::api::{self, ApiParams, HandshakeResponse};
+use psiphon_protocol::api::HandshakeResponse;
 use psiphon_protocol::auth_package::{self, DataReader, ZlibReader};
-use psiphon_protocol::{ServerEntry, SshPasswordPayload, TunnelProtocol, make_session_id};
+use psiphon_protocol::{ServerEntry, TunnelProtocol, make_session_id};
 use psiphon_server::Server;
 use serde_json::Value;
 use std::io::Read as _;
@@ -87,52 +87,28 @@ fn params() -> ClientParams {
         sponsor_id: SPONSOR.to_owned(),
         client_version: "1".to_owned(),
         client_platform: "Windows_10".to_owned(),
+        device_region: String::new(),
     }
 }
 
-/// A Psiphon session over OSSH from `source`, with a handshake: what the client library does,
-/// but with the socket bound to a chosen loopback address (tunnel::establish has no such
-/// option).
+/// A Psiphon session over OSSH from `source`, with a handshake: the client library's dial
+/// through a direct dialer bound to a chosen loopback address.
 async fn handshake_from(source: IpAddr, entry: &ServerEntry) -> HandshakeResponse {
-    let port = entry.ssh_obfuscated_port().unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(source, 0)).unwrap();
-    let tcp = socket
-        .connect(SocketAddr::new(entry.ip_address(), port))
+    let net = psiphon_transport::Direct::new(Duration::from_secs(30)).with_local_address(source);
+    let stream = tunnel::connect(entry, TunnelProtocol::Ossh, &net)
         .await
         .unwrap();
-    let params = params();
-    let password = SshPasswordPayload {
-        session_id: params.session_id.clone(),
-        ssh_password: entry.ssh_password().unwrap().to_owned(),
-        client_capabilities: vec!["server-requests".to_owned()],
-        sponsor_id: SPONSOR.to_owned(),
-    };
-    let ssh = psiphon_ssh::ClientConfig::new(
-        entry.ssh_username().unwrap(),
-        psiphon_ssh::ClientAuth::Password(password.to_json()),
-        psiphon_ssh::PublicKey::from_base64(entry.ssh_host_key().unwrap()).unwrap(),
-    );
-    let keyword = psiphon_obfs::Keyword::new(entry.ssh_obfuscated_key().unwrap()).unwrap();
-    let ossh =
-        psiphon_obfs::ObfuscatedStream::client(tcp, &psiphon_obfs::ClientConfig::new(keyword))
-            .unwrap();
-    let conn = tokio::time::timeout(Duration::from_secs(30), psiphon_ssh::connect(ossh, ssh))
-        .await
-        .unwrap()
-        .unwrap();
-    let body = ApiParams::base(CHANNEL, SPONSOR, "1", "Windows_10")
-        .with_str("session_id", &params.session_id)
-        .with_relay_protocol(TunnelProtocol::Ossh)
-        .with_dial_port_number(port)
-        .to_json();
-    let reply = conn
-        .handle()
-        .global_request(api::HANDSHAKE_REQUEST_NAME, body.as_bytes())
-        .await
-        .unwrap()
-        .expect("the server refused the handshake");
-    HandshakeResponse::from_json(&reply).unwrap()
+    let t = tunnel::establish_over(
+        stream,
+        entry,
+        TunnelProtocol::Ossh,
+        &params(),
+        Duration::from_secs(30),
+        std::time::Instant::now(),
+    )
+    .await
+    .unwrap();
+    t.handshake
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

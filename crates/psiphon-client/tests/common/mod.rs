@@ -226,6 +226,7 @@ pub fn params() -> ClientParams {
         sponsor_id: "721AE60D76700F5A".into(),
         client_version: "1".into(),
         client_platform: "Linux_psiphon-rs".into(),
+        device_region: String::new(),
     }
 }
 
