@@ -305,6 +305,7 @@ pub async fn start(
         client_version: config.client_version.clone(),
         client_platform: config.client_platform.clone(),
         device_region: config.device_region.clone(),
+        api_encoding: config.target_api_encoding.unwrap_or_default(),
     };
     let net = network_dialer(config)?;
     let settings = Settings {

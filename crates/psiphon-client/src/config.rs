@@ -63,12 +63,14 @@ impl ConfigError {
     }
 }
 
-/// `TargetAPIEncoding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `TargetAPIEncoding`: how API requests are encoded (default: packed CBOR, as tunnel-core's
+/// clients send them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ApiEncoding {
     /// `json`.
     Json,
-    /// `cbor`.
+    /// `cbor`: packed CBOR requests, and a CBOR handshake response.
+    #[default]
     Cbor,
 }
 

@@ -13,6 +13,8 @@ use psiphon_protocol::api::{
 use psiphon_protocol::{ServerEntry, SshPasswordPayload, TunnelProtocol};
 use psiphon_ssh::{ClientAuth, ClientConfig, Connection, Handle, MacAlg, PublicKey};
 
+use crate::config::ApiEncoding;
+
 /// Who this client is, as the Psiphon API reports it.
 #[derive(Debug, Clone)]
 pub struct ClientParams {
@@ -29,6 +31,8 @@ pub struct ClientParams {
     /// `DeviceRegion`: the device's own region setting (sent when not empty; psiphond keeps it
     /// next to the GeoIP region in its per-domain statistics).
     pub device_region: String,
+    /// `TargetAPIEncoding`: packed CBOR (the default) or JSON request bodies.
+    pub api_encoding: ApiEncoding,
 }
 
 impl ClientParams {
@@ -44,6 +48,18 @@ impl ClientParams {
             params
         } else {
             params.with_str("device_region", &self.device_region)
+        }
+    }
+
+    /// A request body in the configured encoding. A request the packed form cannot carry (a
+    /// parameter without a packed key, a value it cannot represent) goes as JSON, which every
+    /// server accepts.
+    fn body(&self, params: &ApiParams) -> Vec<u8> {
+        match self.api_encoding {
+            ApiEncoding::Cbor => params
+                .to_packed()
+                .unwrap_or_else(|_| params.to_json().into_bytes()),
+            ApiEncoding::Json => params.to_json().into_bytes(),
         }
     }
 }
@@ -294,13 +310,24 @@ async fn handshake_over(
             source,
         })?;
 
-    let body = params
+    let mut handshake_params = params
         .base()
         .with_relay_protocol(protocol)
-        .with_dial_port_number(port)
-        .to_json();
-    let reply = request(&conn.handle(), api::HANDSHAKE_REQUEST_NAME, body.as_bytes()).await?;
-    let handshake = HandshakeResponse::from_json(&reply).map_err(|e| Error::Api {
+        .with_dial_port_number(port);
+    if params.api_encoding == ApiEncoding::Cbor {
+        handshake_params =
+            handshake_params.with_str(api::API_RESPONSE_VERSION_PARAM, api::API_RESPONSE_V1);
+    }
+    let body = params.body(&handshake_params);
+    let reply = request(&conn.handle(), api::HANDSHAKE_REQUEST_NAME, &body).await?;
+    // A CBOR response when asked for one; a server that does not know the request answers in
+    // JSON, which is always an object.
+    let decoded = if reply.first() == Some(&b'{') {
+        HandshakeResponse::from_json(&reply)
+    } else {
+        HandshakeResponse::from_cbor(&reply)
+    };
+    let handshake = decoded.map_err(|e| Error::Api {
         request: api::HANDSHAKE_REQUEST_NAME,
         reason: e.to_string(),
     })?;
@@ -332,12 +359,13 @@ impl Tunnel {
         last_connected: Option<&str>,
     ) -> Result<String, Error> {
         let ms = i64::try_from(self.establishment.as_millis()).unwrap_or(i64::MAX);
-        let body = params
-            .base()
-            .with_last_connected(last_connected)
-            .with_establishment_duration_ms(ms)
-            .to_json();
-        let reply = request(&self.handle(), api::CONNECTED_REQUEST_NAME, body.as_bytes()).await?;
+        let body = params.body(
+            &params
+                .base()
+                .with_last_connected(last_connected)
+                .with_establishment_duration_ms(ms),
+        );
+        let reply = request(&self.handle(), api::CONNECTED_REQUEST_NAME, &body).await?;
         let r = ConnectedResponse::from_json(&reply).map_err(|e| Error::Api {
             request: api::CONNECTED_REQUEST_NAME,
             reason: e.to_string(),
@@ -351,8 +379,8 @@ impl Tunnel {
         params: &ClientParams,
         status_data: serde_json::Value,
     ) -> Result<StatusResponse, Error> {
-        let body = params.base().with_status_data(status_data).to_json();
-        let reply = request(&self.handle(), api::STATUS_REQUEST_NAME, body.as_bytes()).await?;
+        let body = params.body(&params.base().with_status_data(status_data));
+        let reply = request(&self.handle(), api::STATUS_REQUEST_NAME, &body).await?;
         StatusResponse::from_json(&reply).map_err(|e| Error::Api {
             request: api::STATUS_REQUEST_NAME,
             reason: e.to_string(),
@@ -389,5 +417,64 @@ impl Tunnel {
     /// Waits until the SSH connection closes.
     pub async fn closed(&self) -> psiphon_ssh::Error {
         self.conn.closed().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params(api_encoding: ApiEncoding) -> ClientParams {
+        ClientParams {
+            session_id: "0123456789abcdef0123456789abcdef".into(),
+            propagation_channel_id: "24BCA4EE20BEB92C".into(),
+            sponsor_id: "721AE60D76700F5A".into(),
+            client_version: "400".into(),
+            client_platform: "Android_13_com.example".into(),
+            device_region: "IR".into(),
+            api_encoding,
+        }
+    }
+
+    #[test]
+    fn every_request_is_packed_cbor_by_default_and_json_when_configured() {
+        let p = params(ApiEncoding::default());
+        let handshake = p
+            .base()
+            .with_relay_protocol(TunnelProtocol::Ossh)
+            .with_dial_port_number(443)
+            .with_str(api::API_RESPONSE_VERSION_PARAM, api::API_RESPONSE_V1);
+        let connected = p
+            .base()
+            .with_last_connected(None)
+            .with_establishment_duration_ms(1234);
+        // What the controller sends: tags to check and per-domain bytes.
+        let status = p.base().with_status_data(json!({
+            "check_server_entry_tags": ["dGFn"],
+            "host_bytes": {"example.org": 4096, "(OTHER)": 17},
+        }));
+        for request in [&handshake, &connected, &status] {
+            let body = p.body(request);
+            // Packed, not the JSON fallback, and it decodes to the same parameters.
+            assert!(api::is_packed(&body), "{}", request.to_json());
+            let back = ApiParams::from_packed(&body).unwrap();
+            assert_eq!(back.to_json(), request.to_json());
+            assert_eq!(back.optional_str("device_region"), Some("IR"));
+        }
+        let json_params = params(ApiEncoding::Json);
+        let body = json_params.body(&status);
+        assert_eq!(body.first(), Some(&b'{'));
+        assert_eq!(
+            ApiParams::from_json(&body).unwrap().to_json(),
+            status.to_json()
+        );
+    }
+
+    #[test]
+    fn no_device_region_is_sent_when_none_is_configured() {
+        let mut p = params(ApiEncoding::Json);
+        p.device_region.clear();
+        assert!(p.base().get("device_region").is_none());
     }
 }

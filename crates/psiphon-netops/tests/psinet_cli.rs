@@ -88,6 +88,7 @@ fn params() -> ClientParams {
         client_version: "1".to_owned(),
         client_platform: "Windows_10".to_owned(),
         device_region: String::new(),
+        api_encoding: Default::default(),
     }
 }
 

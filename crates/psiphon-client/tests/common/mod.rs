@@ -35,21 +35,24 @@ pub async fn serve_api(conn: psiphon_ssh::Connection) {
     while let Some(item) = conn.next_incoming().await {
         match item {
             Incoming::GlobalRequest(r) => {
-                let params = ApiParams::from_json(r.data());
+                // JSON or packed CBOR, as psiphond accepts them.
+                let params = ApiParams::from_request_body(r.data()).map(|(p, _)| p);
                 let reply = match (r.name(), params) {
                     (api::HANDSHAKE_REQUEST_NAME, Ok(p))
                         if api::validate_handshake_params(&p).is_ok() =>
                     {
                         handshaken = true;
-                        Some(
-                            HandshakeResponse {
-                                homepages: vec!["https://example.org/home".into()],
-                                client_region: "None".into(),
-                                server_timestamp: "2026-11-21T17:00:00Z".into(),
-                                ..HandshakeResponse::default()
-                            }
-                            .to_json(),
-                        )
+                        let response = HandshakeResponse {
+                            homepages: vec!["https://example.org/home".into()],
+                            client_region: "None".into(),
+                            server_timestamp: "2026-11-21T17:00:00Z".into(),
+                            ..HandshakeResponse::default()
+                        };
+                        Some(if p.wants_cbor_response() {
+                            response.to_cbor()
+                        } else {
+                            response.to_json().into_bytes()
+                        })
                     }
                     (api::CONNECTED_REQUEST_NAME, Ok(p))
                         if handshaken && api::validate_connected_params(&p).is_ok() =>
@@ -59,7 +62,8 @@ pub async fn serve_api(conn: psiphon_ssh::Connection) {
                                 connected_timestamp: "2026-11-21T17:00:00Z".into(),
                                 padding: String::new(),
                             }
-                            .to_json(),
+                            .to_json()
+                            .into_bytes(),
                         )
                     }
                     (api::STATUS_REQUEST_NAME, Ok(p))
@@ -67,10 +71,9 @@ pub async fn serve_api(conn: psiphon_ssh::Connection) {
                     {
                         // Tags sent for checking that start with "invalid-" are named invalid,
                         // as psiphond does for tags not in its psinet valid tags.
-                        let body: serde_json::Value =
-                            serde_json::from_slice(r.data()).unwrap_or_default();
-                        let invalid = body["statusData"]["check_server_entry_tags"]
-                            .as_array()
+                        let invalid = p
+                            .get("statusData")
+                            .and_then(|d| d["check_server_entry_tags"].as_array())
                             .map(|tags| {
                                 tags.iter()
                                     .filter_map(|t| t.as_str())
@@ -84,13 +87,14 @@ pub async fn serve_api(conn: psiphon_ssh::Connection) {
                                 invalid_server_entry_tags: invalid,
                                 ..StatusResponse::default()
                             }
-                            .to_json(),
+                            .to_json()
+                            .into_bytes(),
                         )
                     }
                     _ => None,
                 };
                 match reply {
-                    Some(body) => r.reply(true, body.as_bytes()),
+                    Some(body) => r.reply(true, &body),
                     None => r.reply(false, &[]),
                 }
             }
@@ -227,6 +231,7 @@ pub fn params() -> ClientParams {
         client_version: "1".into(),
         client_platform: "Linux_psiphon-rs".into(),
         device_region: String::new(),
+        api_encoding: Default::default(),
     }
 }
 
