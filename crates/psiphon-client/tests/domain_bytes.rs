@@ -9,12 +9,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use psiphon_client::app;
-use psiphon_client::datastore::{Datastore, Source};
-use psiphon_client::notice::Notices;
-use psiphon_testkit::psiphond;
+use psiphon_testkit::{client, psiphond};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -107,11 +103,7 @@ async fn host_bytes_reach_domain_dest_bytes_and_nothing_else_is_logged() {
     let origin = origin().await;
 
     let data_root = dir.path().join("client");
-    Datastore::open(&data_root)
-        .unwrap()
-        .store(entry, Source::Embedded)
-        .unwrap();
-    let config_text = json!({
+    let config = json!({
         "PropagationChannelId": "24BCA4EE20BEB92C",
         "SponsorId": SPONSOR,
         "ClientPlatform": "Android_13_com.example",
@@ -119,22 +111,10 @@ async fn host_bytes_reach_domain_dest_bytes_and_nothing_else_is_logged() {
         "LocalSocksProxyPort": 0,
         "LocalHttpProxyPort": 0,
         "DataRootDirectory": data_root.display().to_string(),
-    })
-    .to_string();
-    let (config, _) = psiphon_client::config::Config::parse(&config_text, "client.json").unwrap();
-    let store = Arc::new(Datastore::open(&data_root).unwrap());
-    let (notices, mut lines) = Notices::channel(4096, true);
-    let client = app::start(&config, store.clone(), notices).await.unwrap();
-    let up = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.recv().await {
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if v["noticeType"] == "Tunnels" && v["data"]["count"] == 1 {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(up.is_ok(), "no tunnel");
+    });
+    let (client, mut notices) = client::start(&config, &[entry]).await;
+    notices.wait_for_tunnel().await;
+    notices.drain();
     let socks = client.socks.unwrap();
 
     let http = b"GET /secret/path?token=hunter2 HTTP/1.1\r\nHost: news.example.test\r\nUser-Agent: curl/7.88.1\r\n\r\n";
@@ -148,7 +128,6 @@ async fn host_bytes_reach_domain_dest_bytes_and_nothing_else_is_logged() {
 
     // The final status request carries host_bytes; psiphond logs them at shutdown.
     client.shutdown().await;
-    drop(store);
     server.shutdown().await;
 
     let text = std::fs::read_to_string(&log_path).unwrap();

@@ -181,21 +181,6 @@ impl Dialer for FailingDialer {
     }
 }
 
-fn have_curl() -> bool {
-    let ok = std::process::Command::new("curl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var_os("PSIPHON_REQUIRE_CURL").is_some() {
-            panic!("curl is required (PSIPHON_REQUIRE_CURL is set) but not installed");
-        }
-        eprintln!("skipping: curl is not installed (apt-get install -y curl)");
-    }
-    ok
-}
-
 struct CurlOut {
     code: i32,
     stdout: Vec<u8>,
@@ -259,7 +244,7 @@ fn direct() -> Arc<DirectDialer> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socks_dialects_with_curl() {
-    if !have_curl() {
+    if !psiphon_testkit::have_curl() {
         return;
     }
     let origin = start_origin().await;
@@ -297,7 +282,7 @@ async fn socks_dialects_with_curl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_proxy_with_curl() {
-    if !have_curl() {
+    if !psiphon_testkit::have_curl() {
         return;
     }
     let origin = start_origin().await;
@@ -366,7 +351,7 @@ async fn http_proxy_with_curl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dial_failures_reach_curl() {
-    if !have_curl() {
+    if !psiphon_testkit::have_curl() {
         return;
     }
     let refuse: Arc<dyn Dialer> = Arc::new(FailingDialer(DialError::Refused("no".into())));
@@ -503,7 +488,7 @@ async fn many_concurrent_clients() {
     while let Some(r) = tasks.join_next().await {
         r.unwrap();
     }
-    if !have_curl() {
+    if !psiphon_testkit::have_curl() {
         return;
     }
     let x = format!("http://{http}");
@@ -591,7 +576,7 @@ async fn chunked_request_body_is_relayed_unchanged_and_keep_alive_follows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_1_0_clients_with_curl() {
-    if !have_curl() {
+    if !psiphon_testkit::have_curl() {
         return;
     }
     let origin = start_origin().await;

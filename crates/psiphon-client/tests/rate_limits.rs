@@ -5,52 +5,32 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use psiphon_client::app;
-use psiphon_client::datastore::{Datastore, Source};
-use psiphon_client::notice::Notices;
 use psiphon_protocol::ServerEntry;
-use psiphon_testkit::psiphond;
+use psiphon_testkit::{client, psiphond};
 use serde_json::{Value, json};
 
 const SPONSOR: &str = "721AE60D76700F5A";
 
-/// Runs a client with `platform` until its tunnel is up; returns its `TrafficRateLimits`
-/// notice.
+/// Runs a client with `platform` until it shows its `TrafficRateLimits` notice; returns it.
 async fn rate_limits_notice(data_root: &Path, entry: &ServerEntry, platform: &str) -> Value {
-    Datastore::open(data_root)
-        .unwrap()
-        .store(entry.clone(), Source::Embedded)
-        .unwrap();
-    let config_text = json!({
+    let config = json!({
         "PropagationChannelId": "24BCA4EE20BEB92C",
         "SponsorId": SPONSOR,
         "ClientPlatform": platform,
         "LocalSocksProxyPort": 0,
         "LocalHttpProxyPort": 0,
         "DataRootDirectory": data_root.display().to_string(),
-    })
-    .to_string();
-    let (config, _) = psiphon_client::config::Config::parse(&config_text, "client.json").unwrap();
-    let store = Arc::new(Datastore::open(data_root).unwrap());
-    let (notices, mut lines) = Notices::channel(4096, false);
-    let client = app::start(&config, store, notices).await.unwrap();
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.recv().await {
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if v["noticeType"] == "TrafficRateLimits" {
-                return v;
-            }
-            seen.push(v);
-        }
-        panic!("notices ended: {seen:#?}");
-    })
-    .await;
+    });
+    let (client, mut notices) = client::start(&config, std::slice::from_ref(entry)).await;
+    let found = notices
+        .wait_for("TrafficRateLimits", Duration::from_secs(60), |v| {
+            v["noticeType"] == "TrafficRateLimits"
+        })
+        .await;
     client.shutdown().await;
-    found.expect("no TrafficRateLimits notice within 60 s")
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

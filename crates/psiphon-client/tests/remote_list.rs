@@ -259,22 +259,6 @@ async fn tampered_packages_and_wrong_keys_store_nothing() {
     assert_eq!(e.region(), Some("US"));
 }
 
-fn have_curl() -> bool {
-    let ok = std::process::Command::new("curl")
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("PSIPHON_REQUIRE_CURL").is_none(),
-            "curl is required (PSIPHON_REQUIRE_CURL is set) but not installed"
-        );
-        eprintln!("skipping: curl is not installed (apt-get install -y curl)");
-    }
-    ok
-}
-
 /// Runs `psiphon` until it reports a tunnel; returns the child and its HTTP proxy port.
 async fn run_client(
     config: &std::path::Path,
@@ -322,7 +306,7 @@ async fn run_client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_with_only_the_list_url_and_key_connects_and_browses() {
     use base64::Engine as _;
-    if !have_curl() {
+    if !psiphon_testkit::have_curl() {
         return;
     }
     let server = common::test_server().await;

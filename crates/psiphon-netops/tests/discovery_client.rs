@@ -6,15 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use psiphon_client::app;
 use psiphon_client::datastore::{Datastore, Source};
-use psiphon_client::notice::Notices;
 use psiphon_protocol::ServerEntry;
 use psiphon_server::Server;
-use psiphon_testkit::psiphond;
+use psiphon_testkit::{client, psiphond};
 use serde_json::{Value, json};
 
 const SPONSOR: &str = "721AE60D76700F5A";
@@ -42,52 +39,29 @@ fn psinet(discovery: &[&ServerEntry]) -> Value {
 
 /// Runs the client on `data_root` until it has a tunnel; returns the notices seen and stops it.
 async fn run_client_once(data_root: &Path, expect_discovery: bool) -> Vec<Value> {
-    let config_text = json!({
+    let config = json!({
         "PropagationChannelId": "24BCA4EE20BEB92C",
         "SponsorId": SPONSOR,
         "LocalSocksProxyPort": 0,
         "LocalHttpProxyPort": 0,
         "EmitDiagnosticNotices": true,
         "DataRootDirectory": data_root.display().to_string(),
-    })
-    .to_string();
-    let (config, _) = psiphon_client::config::Config::parse(&config_text, "client.json").unwrap();
-    let store = Arc::new(Datastore::open(data_root).unwrap());
-    let (notices, mut lines) = Notices::channel(4096, true);
-    let client = app::start(&config, store.clone(), notices).await.unwrap();
-    let mut seen = Vec::new();
-    let up = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.recv().await {
-            let v: Value = serde_json::from_str(&line).unwrap();
-            let up = v["noticeType"] == "Tunnels" && v["data"]["count"] == 1;
-            seen.push(v);
-            if up {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(up.is_ok(), "no tunnel; notices: {seen:#?}");
-    // The controller stores the handshake's discovery entries right after the tunnel comes
-    // up: wait for its notice (at most 10 s).
-    let stored = !expect_discovery
-        || tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(line) = lines.recv().await {
-                let v: Value = serde_json::from_str(&line).unwrap();
-                let done = v["data"]["message"]
+    });
+    let (client, mut notices) = client::start(&config, &[]).await;
+    notices.wait_for_tunnel().await;
+    if expect_discovery {
+        // The controller stores the handshake's discovery entries right after the tunnel
+        // comes up.
+        notices
+            .wait_for("discovery notice", Duration::from_secs(10), |v| {
+                v["data"]["message"]
                     .as_str()
-                    .is_some_and(|m| m.starts_with("stored ") && m.contains("discovered"));
-                seen.push(v);
-                if done {
-                    return;
-                }
-            }
-        })
-        .await
-        .is_ok();
-    assert!(stored, "no discovery notice: {seen:#?}");
+                    .is_some_and(|m| m.starts_with("stored ") && m.contains("discovered"))
+            })
+            .await;
+    }
     client.shutdown().await;
-    seen
+    notices.seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

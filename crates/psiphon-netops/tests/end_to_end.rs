@@ -14,22 +14,6 @@ use tokio::net::TcpListener;
 
 const BIG: usize = 64 << 20;
 
-fn have_curl() -> bool {
-    let ok = std::process::Command::new("curl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("PSIPHON_REQUIRE_CURL").is_none(),
-            "curl is required (PSIPHON_REQUIRE_CURL is set) but missing: apt-get install curl"
-        );
-        eprintln!("skipping: curl is not installed");
-    }
-    ok
-}
-
 /// Deterministic pseudo-random bytes: the origin serves them, the test hashes them.
 fn fill(buf: &mut [u8], state: &mut u64) {
     for chunk in buf.chunks_mut(8) {
@@ -142,7 +126,7 @@ fn proxy_variants(net: &quickstart::Network) -> Vec<(&'static str, Vec<String>)>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_mib_through_every_proxy_over_ossh_and_ssh() {
-    if !have_curl() {
+    if !psiphon_testkit::have_curl() {
         return;
     }
     let origin = big_origin().await;
@@ -166,7 +150,7 @@ async fn sixty_four_mib_through_every_proxy_over_ossh_and_ssh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_transfers() {
-    if !have_curl() {
+    if !psiphon_testkit::have_curl() {
         return;
     }
     let net = quickstart::start(None).await.unwrap();
@@ -199,7 +183,7 @@ async fn a_hundred_concurrent_transfers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_restart_and_the_client_reconnects_on_the_same_ports() {
-    if !have_curl() {
+    if !psiphon_testkit::have_curl() {
         return;
     }
     let mut net = quickstart::start(None).await.unwrap();
@@ -240,7 +224,7 @@ async fn servers_restart_and_the_client_reconnects_on_the_same_ports() {
 /// works, and stops cleanly on Ctrl-C (SIGINT).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psinet_quickstart_as_a_user_runs_it() {
-    if !have_curl() {
+    if !psiphon_testkit::have_curl() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

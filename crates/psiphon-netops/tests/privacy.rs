@@ -23,17 +23,13 @@
 use std::io::Read as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use maxminddb_writer::Database;
 use maxminddb_writer::paths::IpAddrWithMask;
 use psiphon_client::app;
-use psiphon_client::datastore::{Datastore, Source};
-use psiphon_client::notice::Notices;
 use psiphon_protocol::ServerEntry;
-use psiphon_testkit::{nginx, psiphond};
+use psiphon_testkit::{client, nginx, psiphond};
 use serde_json::{Value, json};
 
 const SPONSOR: &str = "721AE60D76700F5A";
@@ -87,22 +83,6 @@ const TLS_PAGE: (&str, &str, &str) = (
     "/watch/clip-77aa.html",
     "t=dissident-4e4e",
 );
-
-fn have_curl() -> bool {
-    let ok = Command::new("curl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("PSIPHON_REQUIRE_CURL").is_none(),
-            "curl is required (PSIPHON_REQUIRE_CURL is set) but missing: apt-get install curl"
-        );
-        eprintln!("skipping: curl is not installed");
-    }
-    ok
-}
 
 /// Runs psinet on the network database `db` (and the statistics store `stats`).
 fn psinet(db: &Path, stats: &Path, args: &[&str]) -> String {
@@ -203,13 +183,7 @@ async fn start_client(
     signature_key: &str,
     person: &Person,
 ) -> app::Client {
-    {
-        let store = Datastore::open(data_root).unwrap();
-        for e in entries {
-            store.store(e.clone(), Source::Embedded).unwrap();
-        }
-    }
-    let config_text = json!({
+    let config = json!({
         "PropagationChannelId": CHANNEL,
         "SponsorId": SPONSOR,
         "ClientPlatform": "Android_13_com.psiphon3",
@@ -220,28 +194,10 @@ async fn start_client(
         "OutboundBindAddress": person.source.to_string(),
         "ServerEntrySignaturePublicKey": signature_key,
         "DisableRemoteServerListFetcher": true,
-    })
-    .to_string();
-    let (config, unknown) =
-        psiphon_client::config::Config::parse(&config_text, "client.json").unwrap();
-    assert!(unknown.is_empty(), "{unknown:?}");
-    let store = Arc::new(Datastore::open(data_root).unwrap());
-    let (notices, mut lines) = Notices::channel(4096, true);
-    let client = app::start(&config, store, notices).await.unwrap();
-    let mut seen = Vec::new();
-    let up = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.recv().await {
-            let up = line.contains("\"Tunnels\"") && line.contains("\"count\":1");
-            seen.push(line);
-            if up {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(up.is_ok(), "no tunnel from {}: {seen:#?}", person.source);
-    // Keep draining notices so the channel never fills.
-    tokio::spawn(async move { while lines.recv().await.is_some() {} });
+    });
+    let (client, mut notices) = client::start(&config, entries).await;
+    notices.wait_for_tunnel().await;
+    notices.drain();
     client
 }
 
@@ -367,7 +323,7 @@ fn contains_ignoring_case(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_written_anywhere_points_back_at_a_user() {
-    if !have_curl() {
+    if !psiphon_testkit::have_curl() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

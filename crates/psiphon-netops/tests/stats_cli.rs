@@ -9,12 +9,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
 
-use psiphon_client::app;
-use psiphon_client::datastore::{Datastore, Source};
-use psiphon_client::notice::Notices;
-use psiphon_testkit::psiphond;
+use psiphon_testkit::{client, psiphond};
 use serde_json::{Value, json};
 
 const SPONSOR: &str = "721AE60D76700F5A";
@@ -399,22 +395,15 @@ async fn a_real_psiphond_session_is_counted_and_nothing_else() {
     let log = psiphond.log.clone();
 
     let data_root = dir.path().join("client");
-    Datastore::open(&data_root)
-        .unwrap()
-        .store(psiphond.entry.clone(), Source::Embedded)
-        .unwrap();
-    let config_text = json!({
+    let config = json!({
         "PropagationChannelId": "24BCA4EE20BEB92C",
         "SponsorId": SPONSOR,
         "LocalSocksProxyPort": 0,
         "LocalHttpProxyPort": 0,
         "DataRootDirectory": data_root.display().to_string(),
-    })
-    .to_string();
-    let (config, _) = psiphon_client::config::Config::parse(&config_text, "client.json").unwrap();
-    let store = Arc::new(Datastore::open(&data_root).unwrap());
-    let (notices, _lines) = Notices::channel(4096, false);
-    let client = app::start(&config, store, notices).await.unwrap();
+    });
+    let (client, notices) = client::start(&config, std::slice::from_ref(&psiphond.entry)).await;
+    notices.drain();
     // The client's connected request makes the day's unique_user; disconnecting, the
     // server_tunnel.
     psiphond.wait_for_event("unique_user").await;
