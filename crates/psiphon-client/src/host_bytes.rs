@@ -67,6 +67,25 @@ impl HostRegexes {
     }
 }
 
+/// Adds `n` bytes under `name` to `counts`, which holds at most [`MAX_HOSTS`] names: once
+/// full, a new name's bytes go to [`OTHER`].
+pub fn add_bounded(counts: &mut BTreeMap<String, u64>, name: &str, n: u64) {
+    if n == 0 {
+        return;
+    }
+    let key = if counts.contains_key(name) || counts.len() < MAX_HOSTS {
+        name
+    } else {
+        OTHER
+    };
+    match counts.get_mut(key) {
+        Some(c) => *c = c.saturating_add(n),
+        None => {
+            counts.insert(key.to_owned(), n);
+        }
+    }
+}
+
 /// One tunnel's per-host byte counts.
 #[derive(Debug)]
 pub struct HostBytes {
@@ -90,21 +109,11 @@ impl HostBytes {
 
     /// Adds `n` bytes under `name`.
     pub fn add(&self, name: &str, n: u64) {
-        if n == 0 {
-            return;
-        }
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = if counts.contains_key(name) || counts.len() < MAX_HOSTS {
-            name
-        } else {
-            OTHER
-        };
-        match counts.get_mut(key) {
-            Some(c) => *c = c.saturating_add(n),
-            None => {
-                counts.insert(key.to_owned(), n);
-            }
-        }
+        add_bounded(
+            &mut self.counts.lock().unwrap_or_else(PoisonError::into_inner),
+            name,
+            n,
+        );
     }
 
     /// Takes the counts out for a status request.

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use psiphon_testkit::{client, psiphond};
 use serde_json::{Value, json};
@@ -83,9 +84,8 @@ fn client_hello(name: &str) -> Vec<u8> {
     hello
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn host_bytes_reach_domain_dest_bytes_and_nothing_else_is_logged() {
-    let dir = tempfile::tempdir().unwrap();
+/// A server on `ip` whose sponsor counts any `*.test` host under its last two labels.
+async fn counting_server(dir: &std::path::Path, ip: &str) -> psiphond::Psiphond {
     let psinet = json!({
         "sponsors": {SPONSOR: {
             "id": SPONSOR,
@@ -97,8 +97,80 @@ async fn host_bytes_reach_domain_dest_bytes_and_nothing_else_is_logged() {
         "default_sponsor_id": SPONSOR,
     });
     let mut options = psiphond::Options::new(SPONSOR);
+    options.ip = ip.to_owned();
     options.psinet = psinet;
-    let psiphond = psiphond::start(&dir.path().join("server"), &options).await;
+    psiphond::start(&dir.join(ip), &options).await
+}
+
+/// The `domain_dest_bytes` events of a psiphond log.
+fn domain_events(log: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event_name"] == "domain_dest_bytes")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_of_a_tunnel_lost_before_reporting_go_with_the_next_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = [
+        counting_server(dir.path(), "127.0.0.1").await,
+        counting_server(dir.path(), "127.0.0.2").await,
+    ];
+    let origin = origin().await;
+    let config = json!({
+        "PropagationChannelId": "24BCA4EE20BEB92C",
+        "SponsorId": SPONSOR,
+        "LocalSocksProxyPort": 0,
+        "LocalHttpProxyPort": 0,
+        "DataRootDirectory": dir.path().join("client").display().to_string(),
+    });
+    let entries: Vec<_> = servers.iter().map(|s| s.entry.clone()).collect();
+    let (client, mut notices) = client::start(&config, &entries).await;
+    let first = notices
+        .wait_for("a tunnel", Duration::from_secs(60), |v| {
+            v["noticeType"] == "ActiveTunnel"
+        })
+        .await;
+    let first_id = first["data"]["diagnosticID"].as_str().unwrap().to_owned();
+    let (gone, next): (Vec<_>, Vec<_>) = servers
+        .into_iter()
+        .partition(|s| s.entry.diagnostic_id() == first_id);
+    let (gone, next) = (
+        gone.into_iter().next().unwrap(),
+        next.into_iter().next().unwrap(),
+    );
+
+    let http = b"GET / HTTP/1.1\r\nHost: news.example.test\r\n\r\n";
+    through_socks(client.socks.unwrap(), origin, http).await;
+    // The first server goes away before any status request (the period is minutes).
+    gone.server.shutdown().await;
+    let next_id = next.entry.diagnostic_id();
+    notices
+        .wait_for("the next tunnel", Duration::from_secs(60), |v| {
+            v["noticeType"] == "ActiveTunnel" && v["data"]["diagnosticID"] == next_id.as_str()
+        })
+        .await;
+    notices.drain();
+    // Stopping sends the last status request, through the second tunnel.
+    client.shutdown().await;
+    next.server.shutdown().await;
+
+    assert!(domain_events(&gone.log).is_empty());
+    let events = domain_events(&next.log);
+    let r = u64::try_from(RESPONSE_LEN).unwrap();
+    let sent = u64::try_from(http.len()).unwrap();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["domain"], "example.test");
+    assert_eq!(events[0]["bytes"], sent + r, "{events:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_bytes_reach_domain_dest_bytes_and_nothing_else_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let psiphond = counting_server(dir.path(), "127.0.0.1").await;
     let (server, entry, log_path) = (psiphond.server, psiphond.entry, psiphond.log);
     let origin = origin().await;
 
@@ -131,14 +203,8 @@ async fn host_bytes_reach_domain_dest_bytes_and_nothing_else_is_logged() {
     server.shutdown().await;
 
     let text = std::fs::read_to_string(&log_path).unwrap();
-    let events: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .collect();
-    let domains: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event_name"] == "domain_dest_bytes")
-        .collect();
+    let events = domain_events(&log_path);
+    let domains: Vec<&Value> = events.iter().collect();
     let bytes_of = |name: &str| -> u64 {
         let matching: Vec<&&Value> = domains.iter().filter(|e| e["domain"] == name).collect();
         assert_eq!(matching.len(), 1, "{name}: {domains:#?}");

@@ -606,6 +606,21 @@ async fn nothing_written_anywhere_points_back_at_a_user() {
             }
         }
     }
+    // The user's own disk keeps no record of where they went, not even the counted names
+    // (per-domain bytes not yet reported are held in memory only).
+    let mut client_files = Vec::new();
+    for d in &data_roots {
+        files_under(d, &mut client_files);
+    }
+    for f in &client_files {
+        for form in searchable(std::fs::read(f).unwrap()) {
+            for needle in ["privacy.test", "(OTHER)", "host_bytes"] {
+                if contains_ignoring_case(&form, needle) {
+                    hits.push(format!("{needle} in {}", f.display()));
+                }
+            }
+        }
+    }
     assert!(
         hits.is_empty(),
         "written where it must not be:\n{}",

@@ -8,7 +8,7 @@
 pub mod establish;
 pub mod replay;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -284,6 +284,10 @@ pub struct Controller {
     observer: Arc<dyn Observer>,
     active: watch::Sender<Vec<Live>>,
     replay: Replay,
+    /// Per-domain bytes of tunnels that went down before a status request took them: sent
+    /// with the next status request of any tunnel. Memory only: a record of the domains a
+    /// person used is not left on their disk.
+    unsent_host_bytes: std::sync::Mutex<BTreeMap<String, u64>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -331,6 +335,7 @@ impl Controller {
                 observer,
                 active: tx,
                 replay,
+                unsent_host_bytes: std::sync::Mutex::default(),
             },
             ActiveTunnel {
                 rx,
@@ -634,6 +639,7 @@ impl Controller {
                     r = monitor.operate(&tunnel, &probe, host_bytes.as_deref(), stop) => r,
                     () = connected => String::new(),
                 };
+                monitor.keep_unsent(host_bytes.as_deref());
                 let _ = down.send((id, reason));
             });
         }
@@ -732,12 +738,36 @@ impl Controller {
         serde_json::json!({ "check_server_entry_tags": tags })
     }
 
+    /// The per-domain bytes no status request has taken yet from tunnels that are gone.
+    fn unsent(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.unsent_host_bytes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps what a finished tunnel counted but never reported, for the next status request.
+    fn keep_unsent(&self, host_bytes: Option<&HostBytes>) {
+        if let Some(h) = host_bytes {
+            let mut unsent = self.unsent();
+            for (name, n) in h.take() {
+                crate::host_bytes::add_bounded(&mut unsent, &name, n);
+            }
+        }
+    }
+
     /// Sends `psiphon-status` and prunes what the server names invalid. The tunnel's
     /// per-domain byte counts go along as `host_bytes` (when its handshake returned regexes),
-    /// taken out on success and put back on failure.
+    /// with those of earlier tunnels that went down before reporting them; taken out on
+    /// success, put back (into this tunnel's counts) on failure.
     async fn send_status(&self, tunnel: &Tunnel, host_bytes: Option<&HostBytes>) {
         let mut data = self.status_data();
-        let taken = host_bytes.map(HostBytes::take);
+        let taken = host_bytes.map(|h| {
+            let mut taken = h.take();
+            for (name, n) in std::mem::take(&mut *self.unsent()) {
+                crate::host_bytes::add_bounded(&mut taken, &name, n);
+            }
+            taken
+        });
         if let (Some(taken), Some(object)) = (&taken, data.as_object_mut()) {
             let hosts: serde_json::Map<String, serde_json::Value> = taken
                 .iter()
@@ -798,7 +828,7 @@ impl Controller {
                 } => Some(probe_timeout),
             };
             let Some(timeout) = timeout else {
-                if host_bytes.is_some_and(|h| !h.is_empty()) {
+                if host_bytes.is_some_and(|h| !h.is_empty() || !self.unsent().is_empty()) {
                     self.send_status(tunnel, host_bytes).await;
                 }
                 return "shutdown".to_owned();
