@@ -553,22 +553,55 @@ mod tests {
         ApiParams::base("ABCDEF", "0123456789ABCDEF", "5", "Android_13")
     }
 
+    /// What an [`ApiContext`] borrows: a log in a temporary directory, an empty psinet, no
+    /// GeoIP answer, no own entries.
+    struct Env {
+        _dir: tempfile::TempDir,
+        log_path: std::path::PathBuf,
+        log: EventLog,
+        psinet: Database,
+        geo: crate::geoip::GeoFields,
+        own: BTreeMap<String, String>,
+    }
+
+    impl Env {
+        fn new() -> Env {
+            let dir = tempfile::tempdir().unwrap();
+            let log_path = dir.path().join("log");
+            let log = EventLog::open(Some(&log_path), "h", Level::Info).unwrap();
+            Env {
+                _dir: dir,
+                log_path,
+                log,
+                psinet: Database::default(),
+                geo: crate::geoip::GeoFields::none(),
+                own: BTreeMap::new(),
+            }
+        }
+
+        fn ctx(&self) -> ApiContext<'_> {
+            self.ctx_with(&self.psinet)
+        }
+
+        fn ctx_with<'a>(&'a self, psinet: &'a Database) -> ApiContext<'a> {
+            ApiContext {
+                psinet,
+                log: &self.log,
+                session_id: "00112233445566778899aabbccddeeff",
+                own_encoded_server_entries: &self.own,
+                geo: &self.geo,
+                discovery: None,
+                client_key: None,
+                traffic_rules: None,
+            }
+        }
+    }
+
     #[test]
     fn connected_once_per_day_and_unique_users() {
-        let dir = tempfile::tempdir().unwrap();
-        let log_path = dir.path().join("log");
-        let log = EventLog::open(Some(&log_path), "h", Level::Info).unwrap();
-        let psinet = Database::default();
-        let ctx = ApiContext {
-            psinet: &psinet,
-            log: &log,
-            session_id: "00112233445566778899aabbccddeeff",
-            own_encoded_server_entries: &BTreeMap::new(),
-            geo: &crate::geoip::GeoFields::none(),
-            discovery: None,
-            client_key: None,
-            traffic_rules: None,
-        };
+        let env = Env::new();
+        let log_path = &env.log_path;
+        let ctx = env.ctx();
         let mut api = ApiState::default();
         let day1 = UNIX_EPOCH + Duration::from_secs(1_763_745_903); // 2025-11-21T17:25:03Z
         let connected = |last: Option<&str>| base().with_last_connected(last).to_json();
@@ -622,7 +655,7 @@ mod tests {
                 .unwrap()
                 .contains("2025-11-22T17:00:00Z")
         );
-        let text = std::fs::read_to_string(&log_path).unwrap();
+        let text = std::fs::read_to_string(log_path).unwrap();
         assert_eq!(text.matches("\"unique_user\"").count(), 1, "{text}");
         assert_eq!(
             api.handshake().unwrap().log_fields.get("last_connected"),
@@ -640,9 +673,7 @@ mod tests {
     fn handshake_lists_the_discovered_server_then_the_own_entry() {
         use crate::discovery::{Discovery, DiscoveryServer, Strategy};
 
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(Some(&dir.path().join("log")), "h", Level::Info).unwrap();
-        let psinet = Database::default();
+        let env = Env::new();
         let now = UNIX_EPOCH + Duration::from_secs(1_763_745_903);
         let servers = vec![DiscoveryServer {
             ip_address: "192.0.2.1".to_owned(),
@@ -652,16 +683,11 @@ mod tests {
         let discovery = Discovery::new(servers, Strategy::Consistent, "k", now);
         let own = BTreeMap::from([("b3duLXRhZw==".to_owned(), "own".to_owned())]);
         let client: std::net::IpAddr = "203.0.113.5".parse().unwrap();
-        let geo = crate::geoip::GeoFields::none();
         let ctx = |discovery, client_key| ApiContext {
-            psinet: &psinet,
-            log: &log,
-            session_id: "00112233445566778899aabbccddeeff",
             own_encoded_server_entries: &own,
-            geo: &geo,
             discovery,
             client_key,
-            traffic_rules: None,
+            ..env.ctx()
         };
         let hs = base()
             .with_str("relay_protocol", "OSSH")
@@ -690,22 +716,9 @@ mod tests {
 
     #[test]
     fn packed_requests_and_cbor_handshake_response() {
-        let dir = tempfile::tempdir().unwrap();
-        let log_path = dir.path().join("log");
-        let log = EventLog::open(Some(&log_path), "h", Level::Info).unwrap();
-        let psinet = Database::default();
-        let geo = crate::geoip::GeoFields::none();
-        let own = BTreeMap::new();
-        let ctx = ApiContext {
-            psinet: &psinet,
-            log: &log,
-            session_id: "00112233445566778899aabbccddeeff",
-            own_encoded_server_entries: &own,
-            geo: &geo,
-            discovery: None,
-            client_key: None,
-            traffic_rules: None,
-        };
+        let env = Env::new();
+        let log_path = &env.log_path;
+        let ctx = env.ctx();
         let now = UNIX_EPOCH + Duration::from_secs(1_763_745_903);
         let mut api = ApiState::default();
 
@@ -775,7 +788,7 @@ mod tests {
         assert_eq!(invalid.rejected_requests(), 3);
 
         // Each refusal is one privacy-safe event: name and category, nothing else sent.
-        let text = std::fs::read_to_string(&log_path).unwrap();
+        let text = std::fs::read_to_string(log_path).unwrap();
         let rejected: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -823,8 +836,7 @@ mod tests {
 
     #[test]
     fn host_bytes_accepted_only_with_the_handshake_regexes() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::open(Some(&dir.path().join("log")), "h", Level::Info).unwrap();
+        let env = Env::new();
         let db = |regex: &str| {
             Database::parse(
                 &format!(
@@ -836,18 +848,7 @@ mod tests {
             .unwrap()
         };
         let with_regexes = db("^(.*)$");
-        let geo = crate::geoip::GeoFields::none();
-        let own = BTreeMap::new();
-        let ctx = |psinet| ApiContext {
-            psinet,
-            log: &log,
-            session_id: "00112233445566778899aabbccddeeff",
-            own_encoded_server_entries: &own,
-            geo: &geo,
-            discovery: None,
-            client_key: None,
-            traffic_rules: None,
-        };
+        let ctx = |psinet| env.ctx_with(psinet);
         let status = |hosts: Value| {
             base()
                 .with_status_data(serde_json::json!({ "host_bytes": hosts }))
@@ -919,22 +920,9 @@ mod tests {
 
     #[test]
     fn rejection_events_are_capped() {
-        let dir = tempfile::tempdir().unwrap();
-        let log_path = dir.path().join("log");
-        let log = EventLog::open(Some(&log_path), "h", Level::Info).unwrap();
-        let psinet = Database::default();
-        let geo = crate::geoip::GeoFields::none();
-        let own = BTreeMap::new();
-        let ctx = ApiContext {
-            psinet: &psinet,
-            log: &log,
-            session_id: "00112233445566778899aabbccddeeff",
-            own_encoded_server_entries: &own,
-            geo: &geo,
-            discovery: None,
-            client_key: None,
-            traffic_rules: None,
-        };
+        let env = Env::new();
+        let log_path = &env.log_path;
+        let ctx = env.ctx();
         let mut api = ApiState::default();
         for _ in 0..100 {
             assert!(
@@ -943,7 +931,7 @@ mod tests {
             );
         }
         assert_eq!(api.rejected_requests(), 100);
-        let text = std::fs::read_to_string(&log_path).unwrap();
+        let text = std::fs::read_to_string(log_path).unwrap();
         assert_eq!(
             text.matches("api_request_rejected").count(),
             usize::try_from(MAX_REJECTION_EVENTS).unwrap()
@@ -962,21 +950,8 @@ mod tests {
                 "psiphon-client-verification",
             ]),
         ) {
-            let dir = tempfile::tempdir().unwrap();
-            let log = EventLog::open(Some(&dir.path().join("log")), "h", Level::Info).unwrap();
-            let psinet = Database::default();
-            let geo = crate::geoip::GeoFields::none();
-            let own = BTreeMap::new();
-            let ctx = ApiContext {
-                psinet: &psinet,
-                log: &log,
-                session_id: "00112233445566778899aabbccddeeff",
-                own_encoded_server_entries: &own,
-                geo: &geo,
-                discovery: None,
-                client_key: None,
-                traffic_rules: None,
-            };
+            let env = Env::new();
+            let ctx = env.ctx();
             let body = if packed {
                 [vec![0x00, 0x01], payload].concat()
             } else {
