@@ -227,15 +227,7 @@ impl Db {
                 path: path.to_owned(),
             });
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| Error::Sqlite {
-            path: path.to_owned(),
-            what: "opening",
-            source,
-        })?;
+        let conn = open_existing(path)?;
         let mut db = Db {
             conn,
             path: path.to_owned(),
@@ -388,6 +380,20 @@ pub(crate) fn schema_version(conn: &Connection, path: &Path) -> Result<i64> {
             what: "reading the schema version",
             source,
         })
+}
+
+/// Opens an existing SQLite file for reading and writing; each connection is used by one
+/// thread at a time, so SQLite's per-connection mutex is off.
+pub(crate) fn open_existing(path: &Path) -> Result<Connection> {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| Error::Sqlite {
+        path: path.to_owned(),
+        what: "opening",
+        source,
+    })
 }
 
 /// Applies the `migrations` the file has not had yet (migration `i` brings it to version

@@ -14,7 +14,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, params};
 
 use crate::error::{Error, Result};
 
@@ -169,15 +169,7 @@ impl StatsDb {
         // Private before SQLite writes anything into it.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(crate::error::io("restricting", path))?;
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| Error::Sqlite {
-            path: path.to_owned(),
-            what: "opening",
-            source,
-        })?;
+        let conn = crate::db::open_existing(path)?;
         let mut db = StatsDb {
             conn,
             path: path.to_owned(),

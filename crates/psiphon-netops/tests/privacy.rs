@@ -20,10 +20,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::Read as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use maxminddb_writer::Database;
 use maxminddb_writer::paths::IpAddrWithMask;
@@ -84,21 +85,14 @@ const TLS_PAGE: (&str, &str, &str) = (
     "t=dissident-4e4e",
 );
 
-/// Runs psinet on the network database `db` (and the statistics store `stats`).
+/// Runs psinet on the network database `db` (and the statistics store `stats`); returns
+/// its standard output.
 fn psinet(db: &Path, stats: &Path, args: &[&str]) -> String {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_psinet"))
-        .arg("--db")
-        .arg(db)
-        .arg("--stats-db")
-        .arg(stats)
-        .args(args)
-        .env_remove("PSINET_DB")
-        .env_remove("PSINET_STATS_DB")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "psinet {args:?}: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
+    common::succeeded(
+        args,
+        common::psinet(&[("--db", db), ("--stats-db", stats)], args),
+    )
+    .0
 }
 
 fn write_geoip<T: serde::Serialize>(path: &Path, db_type: &str, records: Vec<(&str, T)>) {

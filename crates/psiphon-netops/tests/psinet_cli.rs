@@ -7,6 +7,8 @@
 //! in the database or in any file written.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use psiphon_testkit::nginx;
 
 use std::collections::BTreeSet;
@@ -30,24 +32,12 @@ const CHANNEL: &str = "FEDCBA9876543210";
 const CLIENT_IP: &str = "127.45.67.89";
 
 fn psinet(db: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_psinet"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("PSINET_DB")
-        .output()
-        .unwrap()
+    common::psinet(&[("--db", db)], args)
 }
 
 /// Runs psinet and returns its standard output; fails the test if it failed.
 fn ok(db: &Path, args: &[&str]) -> String {
-    let out = psinet(db, args);
-    assert!(
-        out.status.success(),
-        "psinet {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::succeeded(args, psinet(db, args)).0
 }
 
 /// Runs psinet expecting failure; returns its standard error.

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -24,23 +26,12 @@ const SESSION_PREFIX: &str = "5e55101dd15t1nc7";
 const OLD_ASN: &str = "4242424242";
 
 fn psinet(stats_db: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_psinet"))
-        .arg("--stats-db")
-        .arg(stats_db)
-        .args(args)
-        .env_remove("PSINET_DB")
-        .env_remove("PSINET_STATS_DB")
-        .output()
-        .unwrap()
+    common::psinet(&[("--stats-db", stats_db)], args)
 }
 
 /// Runs psinet; fails the test if it failed; returns (stdout, stderr).
 fn ok(stats_db: &Path, args: &[&str]) -> (String, String) {
-    let out = psinet(stats_db, args);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(out.status.success(), "psinet {args:?}: {stderr}");
-    (stdout, stderr)
+    common::succeeded(args, psinet(stats_db, args))
 }
 
 fn day(days_ago: i64) -> String {
