@@ -278,17 +278,6 @@ fn address_forms(ip: Ipv4Addr) -> Vec<String> {
     ]
 }
 
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 /// A file's bytes, and its inflated form when it is (or holds, after a signature) a zlib
 /// stream.
 fn searchable(bytes: Vec<u8>) -> Vec<Vec<u8>> {
@@ -570,10 +559,10 @@ async fn nothing_written_anywhere_points_back_at_a_user() {
     needles.extend(hexed);
     let mut files = Vec::new();
     for d in [&ops, &server_dir] {
-        files_under(d, &mut files);
+        common::files_under(d, &mut files);
     }
     for d in &data_roots {
-        files_under(d, &mut files);
+        common::files_under(d, &mut files);
     }
     // The sweep must see what each part wrote.
     for must in [
@@ -604,7 +593,7 @@ async fn nothing_written_anywhere_points_back_at_a_user() {
     // (per-domain bytes not yet reported are held in memory only).
     let mut client_files = Vec::new();
     for d in &data_roots {
-        files_under(d, &mut client_files);
+        common::files_under(d, &mut client_files);
     }
     for f in &client_files {
         for form in searchable(std::fs::read(f).unwrap()) {

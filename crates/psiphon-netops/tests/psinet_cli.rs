@@ -14,7 +14,7 @@ use psiphon_testkit::nginx;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -57,17 +57,6 @@ fn free_port(ip: &str) -> u16 {
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            all_files(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
 }
 
 fn params() -> ClientParams {
@@ -514,7 +503,7 @@ async fn a_network_made_with_psinet_serves_clients() {
 
     // Every file psinet or psiphond wrote: private, and free of the client's address.
     let mut files = Vec::new();
-    all_files(dir.path(), &mut files);
+    common::files_under(dir.path(), &mut files);
     assert!(files.len() >= 5 * 5 + 2, "{files:?}");
     let logged = files
         .iter()

@@ -1,7 +1,7 @@
 //! Running the built `psinet` binary as an operator does.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 /// Runs psinet with `files` (global options such as `--db` and `--stats-db`, each with its
@@ -24,4 +24,16 @@ pub fn succeeded(args: &[&str], out: Output) -> (String, String) {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "psinet {args:?} failed: {stderr}");
     (stdout, stderr)
+}
+
+/// Every file below `dir`, recursively, appended to `out`.
+pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
 }
